@@ -1,0 +1,227 @@
+"""Configuration of S2MAE, the spatial-spectral masked autoencoder.
+
+Every choice the method description leaves open is a field here, so that a checkpoint carries all that is
+needed to rebuild the model and to prepare its input (band names and order included).
+"""
+
+
+import copy
+from typing import Any, Literal
+
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig
+
+SENTINEL2_BANDS: tuple[str, ...] = (
+    "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12",
+)  # fmt: skip
+"""The 12 Sentinel-2 bands S2MAE is pretrained on (B10, the cirrus band, dropped), in the model's order."""
+
+SENTINEL2_WAVELENGTHS_NM: tuple[float, ...] = (
+    442.7, 492.4, 559.8, 664.6, 704.1, 740.5, 782.8, 832.8, 864.7, 945.1, 1613.7, 2202.4,
+)  # fmt: skip
+"""Centre wavelengths (nm, Sentinel-2A) of `SENTINEL2_BANDS`, in the same order."""
+
+MASKING_STRATEGIES = ("random", "tube", "spectral")
+POSITION_EMBEDDING_TYPES = ("separable", "joint", "sincos")
+POOLING_TYPES = ("mean", "mean_skip_first")
+
+S2MAE_PRESETS: dict[str, dict[str, int]] = {
+    "vit-s": {"hidden_size": 384, "num_hidden_layers": 12, "num_attention_heads": 6, "intermediate_size": 1536},
+    "vit-b": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072},
+    "vit-l": {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096},
+    "vit-h": {"hidden_size": 1280, "num_hidden_layers": 32, "num_attention_heads": 16, "intermediate_size": 5120},
+}
+"""Encoder sizes by name. The decoder (512 wide, 4 blocks, 16 heads) is the same for all of them."""
+
+
+@strict(accept_kwargs=True)
+class S2MAEConfig(PreTrainedConfig):
+    r"""Configuration of an S2MAE model. The defaults build the paper's ViT-B on 12 Sentinel-2 bands at 128 px.
+
+    Notation: C = `num_channels` bands, H = W = `image_size`, p = `patch_size`, s = `spectral_patch_size`,
+    G = C / s spectral groups, h = w = H / p, L = G * h * w tokens.
+
+    Args:
+        image_size: Side of the square input in pixels; must be divisible by `patch_size`.
+        patch_size: Spatial side p of a cube (pixels).
+        spectral_patch_size: Bands s per cube; `num_channels` must be divisible by it.
+        num_channels: Number of bands C. Defaults to `len(band_names)`.
+        band_names: Names of the bands, in the order `pixel_values` carries them (default: 12 Sentinel-2 bands,
+            B10 dropped). The image processor maps a file's bands onto this order by name.
+        band_wavelengths: Optional centre wavelengths in nanometres, one per band.
+        hidden_size, num_hidden_layers, num_attention_heads, intermediate_size: Encoder width, depth, heads and
+            MLP width.
+        hidden_act: MLP activation (exact GELU by default).
+        hidden_dropout_prob, attention_probs_dropout_prob: Dropout probabilities.
+        drop_path_rate: Stochastic depth rate, increased linearly over the encoder blocks.
+        layer_norm_eps: LayerNorm epsilon.
+        qkv_bias: Whether the query / key / value projections have a bias.
+        initializer_range: Std of the truncated normal for position tables and the mask token.
+        decoder_hidden_size, decoder_num_hidden_layers, decoder_num_attention_heads, decoder_intermediate_size:
+            Decoder width, depth, heads and MLP width (pretraining only).
+        mask_ratio: Fraction of cubes hidden during pretraining, in [0, 1).
+        masking_strategy: "random" (uniform over all L cubes, the paper's default), "tube" (the same spatial
+            locations hidden in every spectral group) or "spectral" (whole spectral groups hidden).
+        position_embedding_type: "separable" (learnable spatial (h*w, D) + spectral (G, D) tables, the default),
+            "joint" (one learnable (L, D) table, the layout of fine-tuned original classifiers) or "sincos"
+            (fixed separable sin-cos tables).
+        norm_pix_loss: Normalise each target cube by its own mean and std before the MSE.
+        pooling: "mean" over all tokens, or "mean_skip_first" (tokens 1..L-1, for parity with original
+            fine-tuned classifiers).
+        classifier_dropout: Dropout before the classification head.
+    """
+
+    model_type = "s2mae"
+
+    image_size: int = 128
+    patch_size: int = 8
+    spectral_patch_size: int = 3
+    num_channels: int | None = None
+    band_names: list[str] | tuple[str, ...] | None = None
+    band_wavelengths: list[float | int] | tuple[float | int, ...] | None = None
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float | int = 0.0
+    attention_probs_dropout_prob: float | int = 0.0
+    drop_path_rate: float | int = 0.0
+    layer_norm_eps: float = 1e-6
+    qkv_bias: bool = True
+    initializer_range: float = 0.02
+    decoder_hidden_size: int = 512
+    decoder_num_hidden_layers: int = 4
+    decoder_num_attention_heads: int = 16
+    decoder_intermediate_size: int = 2048
+    mask_ratio: float | int = 0.9
+    masking_strategy: Literal["random", "tube", "spectral"] = "random"
+    position_embedding_type: Literal["separable", "joint", "sincos"] = "separable"
+    norm_pix_loss: bool = False
+    pooling: Literal["mean", "mean_skip_first"] = "mean"
+    classifier_dropout: float | int = 0.0
+
+    def __post_init__(self, **kwargs: Any) -> None:
+        if self.band_names is None:
+            if self.num_channels is None or self.num_channels == len(SENTINEL2_BANDS):
+                self.band_names = list(SENTINEL2_BANDS)
+                if self.band_wavelengths is None and self.num_channels is None:
+                    self.band_wavelengths = list(SENTINEL2_WAVELENGTHS_NM)
+            else:
+                self.band_names = [f"band_{index:02d}" for index in range(self.num_channels)]
+        self.band_names = list(self.band_names)
+        if self.band_wavelengths is not None:
+            self.band_wavelengths = [float(value) for value in self.band_wavelengths]
+        if self.num_channels is None:
+            self.num_channels = len(self.band_names)
+        self._check_consistency()
+        super().__post_init__(**kwargs)
+
+    def _check_consistency(self) -> None:
+        """Raise a `ValueError` naming the field for every combination the model cannot be built with."""
+        if self.num_channels < 1:
+            raise ValueError(f"num_channels must be >= 1, got {self.num_channels}.")
+        if len(self.band_names) != self.num_channels:
+            raise ValueError(
+                f"band_names has {len(self.band_names)} names but num_channels is {self.num_channels}: "
+                "give one name per band."
+            )
+        if len(set(self.band_names)) != len(self.band_names):
+            raise ValueError(f"band_names must be unique, got {self.band_names}.")
+        if self.band_wavelengths is not None and len(self.band_wavelengths) != self.num_channels:
+            raise ValueError(
+                f"band_wavelengths has {len(self.band_wavelengths)} values but there are {self.num_channels} bands."
+            )
+        for name in ("image_size", "patch_size", "spectral_patch_size", "hidden_size", "num_attention_heads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        if self.num_channels % self.spectral_patch_size != 0:
+            raise ValueError(
+                f"num_channels ({self.num_channels}) is not divisible by spectral_patch_size "
+                f"({self.spectral_patch_size}). S2MAE never crops bands silently: choose a spectral_patch_size that "
+                "divides the band count, or select / pad bands in the image processor."
+            )
+        if self.image_size % self.patch_size != 0:
+            raise ValueError(
+                f"image_size ({self.image_size}) is not divisible by patch_size ({self.patch_size}); "
+                "resize the input in the image processor to a multiple of the patch size."
+            )
+        for prefix in ("", "decoder_"):
+            width = getattr(self, f"{prefix}hidden_size")
+            heads = getattr(self, f"{prefix}num_attention_heads")
+            if width % heads != 0:
+                raise ValueError(f"{prefix}hidden_size ({width}) is not divisible by {prefix}num_attention_heads ({heads}).")
+        if not 0.0 <= self.mask_ratio < 1.0:
+            raise ValueError(f"mask_ratio must be in [0, 1), got {self.mask_ratio}.")
+        checks = (
+            ("masking_strategy", MASKING_STRATEGIES),
+            ("position_embedding_type", POSITION_EMBEDDING_TYPES),
+            ("pooling", POOLING_TYPES),
+        )
+        for field_name, allowed in checks:
+            if getattr(self, field_name) not in allowed:
+                raise ValueError(f"{field_name} must be one of {allowed}, got {getattr(self, field_name)!r}.")
+        if self.position_embedding_type == "sincos" and self.hidden_size % 4 != 0:
+            raise ValueError(f"sincos position embeddings need hidden_size divisible by 4, got {self.hidden_size}.")
+        if self.pooling == "mean_skip_first" and self.num_tokens < 2:
+            raise ValueError("pooling='mean_skip_first' needs at least 2 tokens.")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "drop_path_rate", "classifier_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}.")
+        if self.num_kept_tokens() < 1:
+            raise ValueError(
+                f"mask_ratio {self.mask_ratio} with masking_strategy {self.masking_strategy!r} keeps no token "
+                f"({self.num_spectral_groups} spectral groups, {self.num_spatial_patches} spatial patches): "
+                "lower mask_ratio or use another masking strategy."
+            )
+
+    @property
+    def num_spectral_groups(self) -> int:
+        """G = C / s, the number of spectral groups."""
+        return self.num_channels // self.spectral_patch_size
+
+    @property
+    def grid_size(self) -> int:
+        """h = w = H / p, the side of the spatial grid of cubes."""
+        return self.image_size // self.patch_size
+
+    @property
+    def num_spatial_patches(self) -> int:
+        """h * w."""
+        return self.grid_size**2
+
+    @property
+    def num_tokens(self) -> int:
+        """L = G * h * w, the number of cube tokens."""
+        return self.num_spectral_groups * self.num_spatial_patches
+
+    @property
+    def cube_dim(self) -> int:
+        """s * p * p, the number of values in one cube (the reconstruction target of one token)."""
+        return self.spectral_patch_size * self.patch_size**2
+
+    def num_kept_tokens(self, mask_ratio: float | None = None) -> int:
+        """How many of the L tokens stay visible under this config's masking strategy.
+
+        Args:
+            mask_ratio: Override of `self.mask_ratio`.
+        """
+        ratio = self.mask_ratio if mask_ratio is None else mask_ratio
+        if self.masking_strategy == "tube":
+            return self.num_spectral_groups * int(self.num_spatial_patches * (1 - ratio))
+        if self.masking_strategy == "spectral":
+            return self.num_spatial_patches * int(self.num_spectral_groups * (1 - ratio))
+        return int(self.num_tokens * (1 - ratio))
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> "S2MAEConfig":
+        """Build a config from a named encoder size ("vit-s", "vit-b", "vit-l", "vit-h") plus overrides.
+
+        Example: `S2MAEConfig.from_preset("vit-l", image_size=96)`.
+        """
+        if name not in S2MAE_PRESETS:
+            raise ValueError(f"Unknown preset {name!r}; choose one of {sorted(S2MAE_PRESETS)}.")
+        return cls(**{**copy.deepcopy(S2MAE_PRESETS[name]), **overrides})
+
+
+__all__ = ["S2MAEConfig", "S2MAE_PRESETS", "SENTINEL2_BANDS", "SENTINEL2_WAVELENGTHS_NM"]
