@@ -11,6 +11,8 @@ from typing import Any, Literal
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
+from .masking import num_kept_tokens
+
 SENTINEL2_BANDS: tuple[str, ...] = (
     "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12",
 )  # fmt: skip
@@ -207,11 +209,7 @@ class S2MAEConfig(PreTrainedConfig):
             mask_ratio: Override of `self.mask_ratio`.
         """
         ratio = self.mask_ratio if mask_ratio is None else mask_ratio
-        if self.masking_strategy == "tube":
-            return self.num_spectral_groups * int(self.num_spatial_patches * (1 - ratio))
-        if self.masking_strategy == "spectral":
-            return self.num_spatial_patches * int(self.num_spectral_groups * (1 - ratio))
-        return int(self.num_tokens * (1 - ratio))
+        return num_kept_tokens(self.masking_strategy, ratio, self.num_spectral_groups, self.num_spatial_patches)
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "S2MAEConfig":

@@ -1,0 +1,36 @@
+"""S2MAE for Hugging Face Transformers.
+
+Importing this package registers S2MAE with `AutoConfig`, `AutoModel`, `AutoModelForPreTraining`,
+`AutoModelForImageClassification` and `AutoImageProcessor`.
+"""
+
+from .configuration_s2mae import S2MAE_PRESETS, SENTINEL2_BANDS, SENTINEL2_WAVELENGTHS_NM, S2MAEConfig
+from .image_processing_s2mae import S2MAEImageProcessor
+from .modeling_s2mae import (
+    S2MAEForImageClassification,
+    S2MAEForPreTraining,
+    S2MAEForPreTrainingOutput,
+    S2MAEModel,
+    S2MAEModelOutput,
+    S2MAEPreTrainedModel,
+)
+from .registration import register_auto_classes
+
+register_auto_classes()
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "S2MAEConfig",
+    "S2MAEForImageClassification",
+    "S2MAEForPreTraining",
+    "S2MAEForPreTrainingOutput",
+    "S2MAEImageProcessor",
+    "S2MAEModel",
+    "S2MAEModelOutput",
+    "S2MAEPreTrainedModel",
+    "S2MAE_PRESETS",
+    "SENTINEL2_BANDS",
+    "SENTINEL2_WAVELENGTHS_NM",
+    "register_auto_classes",
+]

@@ -1,0 +1,94 @@
+"""Masking of cube tokens for S2MAE pretraining.
+
+Three strategies, for the paper's masking ablation:
+- "random": every sample hides a uniformly random subset of all L = G * h * w cubes (the default);
+- "tube": the same spatial locations are hidden in every spectral group;
+- "spectral": whole spectral groups are hidden.
+
+Each strategy is expressed as per-token noise: the tokens with the smallest noise are kept. A tube or a spectral
+group shares one noise value, so the same stable sort and gather serve all three.
+"""
+
+import torch
+
+
+def num_kept_tokens(strategy: str, mask_ratio: float, num_groups: int, num_spatial: int) -> int:
+    """How many of the `num_groups * num_spatial` tokens stay visible."""
+    if strategy == "tube":
+        return num_groups * int(num_spatial * (1 - mask_ratio))
+    if strategy == "spectral":
+        return num_spatial * int(num_groups * (1 - mask_ratio))
+    return int(num_groups * num_spatial * (1 - mask_ratio))
+
+
+def token_noise(
+    strategy: str,
+    batch_size: int,
+    num_groups: int,
+    num_spatial: int,
+    noise: torch.Tensor | None = None,
+    device: torch.device | None = None,
+) -> torch.Tensor:
+    """Per-token noise for a masking strategy.
+
+    Args:
+        strategy: "random", "tube" or "spectral".
+        batch_size, num_groups, num_spatial: B, G and h * w.
+        noise: Optional values in the strategy's own shape, for deterministic masking: (B, G * h * w) for
+            "random", (B, h * w) for "tube", (B, G) for "spectral". Drawn uniformly when None.
+        device: Where to draw the noise.
+
+    Returns:
+        Noise of shape (B, G * h * w), in token order (spectral-group major).
+    """
+    shapes = {
+        "random": (batch_size, num_groups * num_spatial),
+        "tube": (batch_size, num_spatial),
+        "spectral": (batch_size, num_groups),
+    }
+    if strategy not in shapes:
+        raise ValueError(f"Unknown masking strategy {strategy!r}; choose one of {sorted(shapes)}.")
+    expected = shapes[strategy]
+    if noise is None:
+        noise = torch.rand(expected, device=device)
+    elif tuple(noise.shape) != expected:
+        raise ValueError(
+            f"noise for {strategy!r} masking must have shape {expected} (batch, "
+            f"{ {'random': 'tokens', 'tube': 'spatial positions', 'spectral': 'spectral groups'}[strategy]}), "
+            f"got {tuple(noise.shape)}."
+        )
+    if strategy == "tube":
+        noise = noise[:, None, :].expand(batch_size, num_groups, num_spatial)
+    elif strategy == "spectral":
+        noise = noise[:, :, None].expand(batch_size, num_groups, num_spatial)
+    return noise.reshape(batch_size, num_groups * num_spatial)
+
+
+def mask_tokens(
+    tokens: torch.Tensor, noise: torch.Tensor, num_keep: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Keep the `num_keep` tokens of lowest noise in every sample.
+
+    Args:
+        tokens: Shape (B, L, D).
+        noise: Shape (B, L).
+        num_keep: K, tokens kept per sample.
+
+    Returns:
+        kept: (B, K, D), the visible tokens in order of increasing noise.
+        mask: (B, L) float, 0 for kept and 1 for hidden tokens, in token order.
+        ids_restore: (B, L) long, the permutation that puts [kept, hidden] back into token order.
+        ids_keep: (B, K) long, the token indices of `kept`.
+    """
+    batch_size, num_tokens, dim = tokens.shape
+    ids_shuffle = torch.argsort(noise.to(tokens.device), dim=1, stable=True)  # (B, L)
+    ids_restore = torch.argsort(ids_shuffle, dim=1)  # (B, L)
+    ids_keep = ids_shuffle[:, :num_keep]  # (B, K)
+    kept = torch.gather(tokens, 1, ids_keep.unsqueeze(-1).expand(batch_size, num_keep, dim))
+    mask = torch.ones(batch_size, num_tokens, device=tokens.device, dtype=tokens.dtype)
+    mask[:, :num_keep] = 0
+    mask = torch.gather(mask, 1, ids_restore)
+    return kept, mask, ids_restore, ids_keep
+
+
+__all__ = ["mask_tokens", "num_kept_tokens", "token_noise"]

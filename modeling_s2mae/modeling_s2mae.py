@@ -1,0 +1,728 @@
+"""S2MAE models: cube embedding -> spatial-spectral position tables -> ViT encoder (-> MAE decoder | head).
+
+Shapes use: B batch, C bands, H x W pixels, p spatial patch, s spectral patch, G = C / s spectral groups,
+h = H / p, w = W / p, L = G * h * w tokens (spectral-group major), K visible tokens, D width.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import ImageClassifierOutput
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import ModelOutput
+
+from .configuration_s2mae import S2MAEConfig
+from .masking import mask_tokens, num_kept_tokens, token_noise
+from .position_embeddings import S2MAEPositionEmbeddings
+
+
+@dataclass
+class S2MAEModelOutput(ModelOutput):
+    """Output of `S2MAEModel`.
+
+    Args:
+        last_hidden_state: (B, L, D) token features after the final LayerNorm; (B, K, D) when masking was applied.
+        pooler_output: (B, D) mean over (valid) tokens followed by LayerNorm; None without a pooling layer.
+        mask: (B, L), 1 for hidden tokens and 0 for visible ones, when masking was applied.
+        ids_restore: (B, L), the permutation restoring token order, when masking was applied.
+        hidden_states: Embedding output and the output of each layer, each (B, L or K, D).
+        attentions: Per layer (B, heads, L or K, L or K); eager attention only.
+    """
+
+    last_hidden_state: torch.Tensor | None = None
+    pooler_output: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+    ids_restore: torch.LongTensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class S2MAEForPreTrainingOutput(ModelOutput):
+    """Output of `S2MAEForPreTraining`.
+
+    Args:
+        loss: Scalar MSE over the hidden cubes (only when `return_loss`).
+        logits: (B, L, s * p * p) reconstruction of every cube, ordered band-within-cube, pixel row, pixel column.
+        mask: (B, L), 1 for hidden tokens.
+        ids_restore: (B, L).
+        hidden_states, attentions: of the encoder, as in `S2MAEModelOutput`.
+    """
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+    ids_restore: torch.LongTensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass(frozen=True)
+class BlockDims:
+    """Width, heads and MLP width of a stack of transformer blocks (the encoder's or the decoder's)."""
+
+    hidden_size: int
+    num_attention_heads: int
+    intermediate_size: int
+
+    @classmethod
+    def encoder(cls, config: S2MAEConfig) -> "BlockDims":
+        return cls(config.hidden_size, config.num_attention_heads, config.intermediate_size)
+
+    @classmethod
+    def decoder(cls, config: S2MAEConfig) -> "BlockDims":
+        return cls(config.decoder_hidden_size, config.decoder_num_attention_heads, config.decoder_intermediate_size)
+
+
+def check_pixel_values(pixel_values: torch.Tensor, config: S2MAEConfig, interpolate_pos_encoding: bool) -> None:
+    """Raise a `ValueError` saying what was expected when `pixel_values` cannot be cut into the model's cubes."""
+    if not isinstance(pixel_values, torch.Tensor):
+        raise ValueError(f"pixel_values must be a torch.Tensor of shape (B, C, H, W), got {type(pixel_values)}.")
+    if pixel_values.ndim != 4:
+        raise ValueError(
+            f"pixel_values must have shape (batch, bands, height, width), got {tuple(pixel_values.shape)}. "
+            "Use S2MAEImageProcessor to prepare images."
+        )
+    if not pixel_values.is_floating_point():
+        raise ValueError(
+            f"pixel_values must be floating point scaled to [0, 1], got {pixel_values.dtype}. "
+            "Use S2MAEImageProcessor to scale raw digital numbers."
+        )
+    _, bands, height, width = pixel_values.shape
+    if bands % config.spectral_patch_size != 0:
+        raise ValueError(
+            f"pixel_values has {bands} bands, not divisible by spectral_patch_size {config.spectral_patch_size}."
+        )
+    if height % config.patch_size != 0 or width % config.patch_size != 0:
+        raise ValueError(f"Image size {height}x{width} is not divisible by patch_size {config.patch_size}.")
+    if interpolate_pos_encoding:
+        return
+    if bands != config.num_channels:
+        raise ValueError(
+            f"pixel_values has {bands} bands but the model expects {config.num_channels} ({config.band_names}). "
+            "Select the bands by name with S2MAEImageProcessor(input_band_names=...), or pass "
+            "interpolate_pos_encoding=True to run on another band count."
+        )
+    if height != config.image_size or width != config.image_size:
+        raise ValueError(
+            f"Input image size {height}x{width} does not match the model ({config.image_size}x{config.image_size}). "
+            "Resize with S2MAEImageProcessor, or pass interpolate_pos_encoding=True."
+        )
+
+
+def token_weights_from_pixel_mask(pixel_mask: torch.Tensor, num_groups: int, patch_size: int) -> torch.Tensor:
+    """Fraction of valid pixels in every cube token.
+
+    Args:
+        pixel_mask: (B, H, W), 1 for valid pixels, 0 for nodata / filled pixels.
+        num_groups: G.
+        patch_size: p.
+
+    Returns:
+        (B, G * h * w) float in [0, 1], in token order.
+    """
+    valid = nn.functional.avg_pool2d(pixel_mask[:, None].float(), patch_size)  # (B, 1, h, w)
+    return valid.flatten(1).repeat(1, num_groups)  # (B, G * h * w)
+
+
+class S2MAECubeEmbeddings(nn.Module):
+    """Cuts (B, C, H, W) into cubes of s bands x p x p pixels and projects each to D with a Conv3d."""
+
+    def __init__(self, config: S2MAEConfig):
+        super().__init__()
+        kernel = (config.spectral_patch_size, config.patch_size, config.patch_size)
+        self.projection = nn.Conv3d(1, config.hidden_size, kernel_size=kernel, stride=kernel)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, L, D), tokens spectral-group major."""
+        pixel_values = pixel_values.to(self.projection.weight.dtype)
+        cubes = self.projection(pixel_values.unsqueeze(1))  # (B, D, G, h, w)
+        return cubes.flatten(2).transpose(1, 2)  # (B, G * h * w, D)
+
+
+class S2MAEEmbeddings(nn.Module):
+    """Cube embedding + position tables, then (when asked) masking."""
+
+    def __init__(self, config: S2MAEConfig):
+        super().__init__()
+        self.config = config
+        self.cube_embeddings = S2MAECubeEmbeddings(config)
+        self.position_embeddings = S2MAEPositionEmbeddings(config, config.hidden_size)
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        apply_masking: bool = False,
+        noise: torch.Tensor | None = None,
+        mask_ratio: float | None = None,
+        interpolate_pos_encoding: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        """Returns (tokens (B, L or K, D), mask (B, L) | None, ids_restore (B, L) | None, ids_keep (B, K) | None)."""
+        check_pixel_values(pixel_values, self.config, interpolate_pos_encoding)
+        batch_size, bands, height, width = pixel_values.shape
+        grid = (bands // self.config.spectral_patch_size, height // self.config.patch_size, width // self.config.patch_size)
+        embeddings = self.cube_embeddings(pixel_values)  # (B, L, D)
+        embeddings = embeddings + self.position_embeddings(grid, interpolate_pos_encoding)
+        if not apply_masking:
+            return embeddings, None, None, None
+        ratio = self.config.mask_ratio if mask_ratio is None else mask_ratio
+        if not 0.0 <= ratio < 1.0:
+            raise ValueError(f"mask_ratio must be in [0, 1), got {ratio}.")
+        strategy = self.config.masking_strategy
+        num_keep = num_kept_tokens(strategy, ratio, grid[0], grid[1] * grid[2])
+        if num_keep < 1:
+            raise ValueError(f"mask_ratio {ratio} with {strategy!r} masking keeps no token of the {grid} grid.")
+        noise = token_noise(strategy, batch_size, grid[0], grid[1] * grid[2], noise, embeddings.device)
+        kept, mask, ids_restore, ids_keep = mask_tokens(embeddings, noise, num_keep)
+        return kept, mask, ids_restore, ids_keep
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plain softmax attention. query/key/value: (B, heads, N, head_dim). Returns ((B, N, heads, head_dim), weights)."""
+    weights = torch.matmul(query, key.transpose(2, 3)) * scaling  # (B, heads, N, N)
+    if attention_mask is not None:
+        weights = weights + attention_mask
+    weights = nn.functional.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
+    output = torch.matmul(weights, value).transpose(1, 2).contiguous()  # (B, N, heads, head_dim)
+    return output, weights
+
+
+class S2MAEAttention(nn.Module):
+    """Bidirectional multi-head self-attention with separate q / k / v projections, through the attention interface."""
+
+    def __init__(self, config: S2MAEConfig, dims: BlockDims):
+        super().__init__()
+        self.config = config
+        self.num_heads = dims.num_attention_heads
+        self.head_dim = dims.hidden_size // dims.num_attention_heads
+        self.scaling = self.head_dim**-0.5
+        self.is_causal = False
+        self.dropout = config.attention_probs_dropout_prob
+        self.q_proj = nn.Linear(dims.hidden_size, dims.hidden_size, bias=config.qkv_bias)
+        self.k_proj = nn.Linear(dims.hidden_size, dims.hidden_size, bias=config.qkv_bias)
+        self.v_proj = nn.Linear(dims.hidden_size, dims.hidden_size, bias=config.qkv_bias)
+        self.o_proj = nn.Linear(dims.hidden_size, dims.hidden_size)
+
+    def forward(
+        self, hidden_states: torch.Tensor, output_attentions: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, N, D) -> ((B, N, D), attention weights (B, heads, N, N) or None)."""
+        head_shape = (*hidden_states.shape[:-1], self.num_heads, self.head_dim)
+        query = self.q_proj(hidden_states).view(head_shape).transpose(1, 2)  # (B, heads, N, head_dim)
+        key = self.k_proj(hidden_states).view(head_shape).transpose(1, 2)
+        value = self.v_proj(hidden_states).view(head_shape).transpose(1, 2)
+        implementation = self.config._attn_implementation
+        if output_attentions and implementation not in (None, "eager"):
+            raise ValueError(
+                f"output_attentions=True needs attn_implementation='eager' (the model uses {implementation!r}): "
+                "load it with from_pretrained(..., attn_implementation='eager') or call model.set_attn_implementation('eager')."
+            )
+        attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
+        output, weights = attention(
+            self,
+            query,
+            key,
+            value,
+            None,
+            dropout=self.dropout if self.training else 0.0,
+            scaling=self.scaling,
+        )
+        output = self.o_proj(output.reshape(*hidden_states.shape[:-1], -1))  # (B, N, D)
+        return output, weights if output_attentions else None
+
+
+class S2MAEMLP(nn.Module):
+    def __init__(self, config: S2MAEConfig, dims: BlockDims):
+        super().__init__()
+        self.fc1 = nn.Linear(dims.hidden_size, dims.intermediate_size)
+        self.activation = ACT2FN[config.hidden_act]
+        self.fc2 = nn.Linear(dims.intermediate_size, dims.hidden_size)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.fc2(self.dropout(self.activation(self.fc1(hidden_states)))))
+
+
+class S2MAEDropPath(nn.Module):
+    """Stochastic depth: drops the whole residual branch of a sample with probability `rate` during training."""
+
+    def __init__(self, rate: float):
+        super().__init__()
+        self.rate = rate
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        if self.rate == 0.0 or not self.training:
+            return hidden_states
+        keep = 1.0 - self.rate
+        shape = (hidden_states.shape[0],) + (1,) * (hidden_states.ndim - 1)
+        return hidden_states * hidden_states.new_empty(shape).bernoulli_(keep) / keep
+
+    def extra_repr(self) -> str:
+        return f"rate={self.rate}"
+
+
+class S2MAELayer(GradientCheckpointingLayer):
+    """Pre-norm transformer block: x + DropPath(Attn(LN(x))), then x + DropPath(MLP(LN(x)))."""
+
+    def __init__(self, config: S2MAEConfig, dims: BlockDims, drop_path: float = 0.0):
+        super().__init__()
+        self.layernorm_before = nn.LayerNorm(dims.hidden_size, eps=config.layer_norm_eps)
+        self.attention = S2MAEAttention(config, dims)
+        self.layernorm_after = nn.LayerNorm(dims.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = S2MAEMLP(config, dims)
+        self.drop_path = S2MAEDropPath(drop_path)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(
+        self, hidden_states: torch.Tensor, output_attentions: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attended, weights = self.attention(self.layernorm_before(hidden_states), output_attentions)
+        hidden_states = hidden_states + self.drop_path(self.dropout(attended))
+        hidden_states = hidden_states + self.drop_path(self.mlp(self.layernorm_after(hidden_states)))
+        return hidden_states, weights
+
+
+class S2MAEBlockStack(nn.Module):
+    """A stack of `S2MAELayer`s that collects hidden states and attention maps when asked."""
+
+    def __init__(self, config: S2MAEConfig, dims: BlockDims, depth: int, drop_path_rate: float = 0.0):
+        super().__init__()
+        rates = torch.linspace(0, drop_path_rate, depth).tolist() if depth > 0 else []
+        self.layers = nn.ModuleList([S2MAELayer(config, dims, rate) for rate in rates])
+
+    def forward(
+        self, hidden_states: torch.Tensor, output_attentions: bool = False, output_hidden_states: bool = False
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None, tuple[torch.Tensor, ...] | None]:
+        """(B, N, D) -> ((B, N, D), hidden states (depth + 1) | None, attentions (depth) | None)."""
+        all_hidden = [hidden_states] if output_hidden_states else None
+        all_attentions = [] if output_attentions else None
+        for layer in self.layers:
+            hidden_states, weights = layer(hidden_states, output_attentions)
+            if output_hidden_states:
+                all_hidden.append(hidden_states)
+            if output_attentions:
+                all_attentions.append(weights)
+        return (
+            hidden_states,
+            tuple(all_hidden) if output_hidden_states else None,
+            tuple(all_attentions) if output_attentions else None,
+        )
+
+
+class S2MAEPooler(nn.Module):
+    """Mean over tokens (weighted by the fraction of valid pixels when known), then LayerNorm."""
+
+    def __init__(self, config: S2MAEConfig):
+        super().__init__()
+        self.skip_first = config.pooling == "mean_skip_first"
+        self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, hidden_states: torch.Tensor, token_weights: torch.Tensor | None = None) -> torch.Tensor:
+        """hidden_states (B, N, D), token_weights (B, N) or None -> (B, D)."""
+        if token_weights is None:
+            token_weights = hidden_states.new_ones(hidden_states.shape[:2])
+        if self.skip_first:
+            hidden_states, token_weights = hidden_states[:, 1:], token_weights[:, 1:]
+        token_weights = token_weights.to(hidden_states.dtype).unsqueeze(-1)  # (B, N, 1)
+        total = token_weights.sum(dim=1)
+        if bool((total == 0).any()):
+            raise ValueError("A sample has no valid pixel in any token (pixel_mask is all zero): nothing to pool.")
+        return self.layernorm((hidden_states * token_weights).sum(dim=1) / total)
+
+
+class S2MAEPreTrainedModel(PreTrainedModel):
+    config_class = S2MAEConfig
+    config: S2MAEConfig
+    base_model_prefix = "s2mae"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["S2MAEEmbeddings", "S2MAELayer"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """MAE initialisation, safe under meta-device loading (loaded tensors carry `_is_hf_initialized`)."""
+        if isinstance(module, nn.Linear):
+            init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.Conv3d):
+            # like a Linear over the flattened cube, as in MAE
+            if not getattr(module.weight, "_is_hf_initialized", False):
+                init.xavier_uniform_(module.weight.view(module.weight.shape[0], -1))
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, S2MAEPositionEmbeddings):
+            module.reset_parameters()
+        elif isinstance(module, S2MAEDecoder):
+            init.normal_(module.mask_token, std=self.config.initializer_range)
+
+    def _resolve_output_flags(
+        self, output_attentions: bool | None, output_hidden_states: bool | None, return_dict: bool | None
+    ) -> tuple[bool, bool, bool]:
+        config = self.config
+        return (
+            bool(config.output_attentions if output_attentions is None else output_attentions),
+            bool(config.output_hidden_states if output_hidden_states is None else output_hidden_states),
+            bool(config.return_dict if return_dict is None else return_dict),
+        )
+
+
+class S2MAEModel(S2MAEPreTrainedModel):
+    """The S2MAE encoder: cube embedding, position tables, transformer blocks, final LayerNorm and pooler."""
+
+    def __init__(self, config: S2MAEConfig, add_pooling_layer: bool = True):
+        super().__init__(config)
+        self.embeddings = S2MAEEmbeddings(config)
+        self.encoder = S2MAEBlockStack(
+            config, BlockDims.encoder(config), config.num_hidden_layers, config.drop_path_rate
+        )
+        self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.pooler = S2MAEPooler(config) if add_pooling_layer else None
+        self.post_init()
+
+    def get_input_embeddings(self) -> S2MAECubeEmbeddings:
+        return self.embeddings.cube_embeddings
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        pixel_mask: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
+        apply_masking: bool = False,
+        mask_ratio: float | None = None,
+        interpolate_pos_encoding: bool = False,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> S2MAEModelOutput | tuple:
+        r"""Encode `pixel_values`.
+
+        Args:
+            pixel_values: (B, C, H, W) float in [0, 1], bands in `config.band_names` order.
+            pixel_mask: (B, H, W), 1 for valid pixels and 0 for nodata / filled ones (from the image processor).
+                Tokens are weighted by their fraction of valid pixels in the pooled output.
+            noise: Deterministic masking noise, see `masking.token_noise`; implies `apply_masking`.
+            apply_masking: Hide `mask_ratio` of the tokens (pretraining); the output then holds the K visible ones.
+            mask_ratio: Override of `config.mask_ratio` for this call (e.g. reconstructions at 50/75/90/95 %).
+            interpolate_pos_encoding: Accept another image size or band count by interpolating the position tables.
+            output_attentions: Return per-layer attention maps (eager attention only).
+            output_hidden_states: Return the embedding output and every layer's output.
+            return_dict: Return a `S2MAEModelOutput` (default) or a tuple.
+        """
+        output_attentions, output_hidden_states, return_dict = self._resolve_output_flags(
+            output_attentions, output_hidden_states, return_dict
+        )
+        apply_masking = apply_masking or noise is not None
+        embeddings, mask, ids_restore, ids_keep = self.embeddings(
+            pixel_values, apply_masking, noise, mask_ratio, interpolate_pos_encoding
+        )
+        hidden_states, all_hidden, all_attentions = self.encoder(embeddings, output_attentions, output_hidden_states)
+        sequence_output = self.layernorm(hidden_states)
+
+        pooled_output = None
+        if self.pooler is not None:
+            token_weights = None
+            if pixel_mask is not None:
+                num_groups = pixel_values.shape[1] // self.config.spectral_patch_size
+                token_weights = token_weights_from_pixel_mask(pixel_mask, num_groups, self.config.patch_size)
+                if ids_keep is not None:
+                    token_weights = torch.gather(token_weights, 1, ids_keep)
+            pooled_output = self.pooler(sequence_output, token_weights)
+
+        if not return_dict:
+            outputs = (sequence_output, pooled_output, mask, ids_restore, all_hidden, all_attentions)
+            return tuple(value for value in outputs if value is not None)
+        return S2MAEModelOutput(
+            last_hidden_state=sequence_output,
+            pooler_output=pooled_output,
+            mask=mask,
+            ids_restore=ids_restore,
+            hidden_states=all_hidden,
+            attentions=all_attentions,
+        )
+
+
+class S2MAEDecoder(nn.Module):
+    """MAE decoder: project visible tokens, fill in mask tokens, add position tables, blocks, predict cubes."""
+
+    def __init__(self, config: S2MAEConfig):
+        super().__init__()
+        self.decoder_embed = nn.Linear(config.hidden_size, config.decoder_hidden_size)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, config.decoder_hidden_size))
+        self.position_embeddings = S2MAEPositionEmbeddings(config, config.decoder_hidden_size)
+        self.decoder_layers = S2MAEBlockStack(config, BlockDims.decoder(config), config.decoder_num_hidden_layers)
+        self.decoder_norm = nn.LayerNorm(config.decoder_hidden_size, eps=config.layer_norm_eps)
+        self.decoder_pred = nn.Linear(config.decoder_hidden_size, config.cube_dim)
+
+    def forward(
+        self,
+        latent: torch.Tensor,
+        ids_restore: torch.Tensor,
+        grid: tuple[int, int, int],
+        interpolate_pos_encoding: bool = False,
+    ) -> torch.Tensor:
+        """latent (B, K, D), ids_restore (B, L), grid (G, h, w) -> logits (B, L, s * p * p)."""
+        hidden_states = self.decoder_embed(latent)  # (B, K, Dd)
+        batch_size, num_visible, width = hidden_states.shape
+        num_tokens = ids_restore.shape[1]
+        mask_tokens = self.mask_token.expand(batch_size, num_tokens - num_visible, width)
+        hidden_states = torch.cat([hidden_states, mask_tokens], dim=1)  # (B, L, Dd), shuffled order
+        index = ids_restore.unsqueeze(-1).expand(batch_size, num_tokens, width)
+        hidden_states = torch.gather(hidden_states, 1, index)  # (B, L, Dd), token order
+        hidden_states = hidden_states + self.position_embeddings(grid, interpolate_pos_encoding)
+        hidden_states, _, _ = self.decoder_layers(hidden_states)
+        return self.decoder_pred(self.decoder_norm(hidden_states))  # (B, L, s * p * p)
+
+
+class S2MAEForPreTraining(S2MAEPreTrainedModel):
+    """S2MAE encoder + decoder, trained to reconstruct the hidden cubes (masked MSE)."""
+
+    def __init__(self, config: S2MAEConfig):
+        super().__init__(config)
+        self.s2mae = S2MAEModel(config, add_pooling_layer=False)
+        self.decoder = S2MAEDecoder(config)
+        self.post_init()
+
+    def get_input_embeddings(self) -> S2MAECubeEmbeddings:
+        return self.s2mae.get_input_embeddings()
+
+    def patchify(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, L, s * p * p); each cube ordered band-within-cube, then pixel row, then column."""
+        batch_size, bands, height, width = pixel_values.shape
+        s, p = self.config.spectral_patch_size, self.config.patch_size
+        if bands % s or height % p or width % p:
+            raise ValueError(f"Cannot cut {tuple(pixel_values.shape)} into cubes of {s} bands x {p} x {p} pixels.")
+        cubes = pixel_values.reshape(batch_size, bands // s, s, height // p, p, width // p, p)
+        cubes = cubes.permute(0, 1, 3, 5, 2, 4, 6)  # (B, G, h, w, s, p, p)
+        return cubes.reshape(batch_size, (bands // s) * (height // p) * (width // p), s * p * p)
+
+    def unpatchify(
+        self, cubes: torch.Tensor, image_size: tuple[int, int] | None = None, num_channels: int | None = None
+    ) -> torch.Tensor:
+        """(B, L, s * p * p) -> (B, C, H, W), the inverse of `patchify`.
+
+        Args:
+            cubes: Patchified values, e.g. `outputs.logits`.
+            image_size: (H, W); defaults to the config's square size.
+            num_channels: C; defaults to the config's band count.
+        """
+        s, p = self.config.spectral_patch_size, self.config.patch_size
+        height, width = image_size if image_size is not None else (self.config.image_size,) * 2
+        bands = num_channels if num_channels is not None else self.config.num_channels
+        batch_size, num_tokens, cube_dim = cubes.shape
+        grid = (bands // s, height // p, width // p)
+        if num_tokens != grid[0] * grid[1] * grid[2] or cube_dim != s * p * p:
+            raise ValueError(
+                f"Cubes of shape {tuple(cubes.shape)} do not make an image of {bands} bands x {height} x {width} "
+                f"(expected (B, {grid[0] * grid[1] * grid[2]}, {s * p * p})); pass image_size / num_channels."
+            )
+        pixels = cubes.reshape(batch_size, *grid, s, p, p).permute(0, 1, 4, 2, 5, 3, 6)  # (B, G, s, h, p, w, p)
+        return pixels.reshape(batch_size, bands, height, width)
+
+    def forward_loss(
+        self, pixel_values: torch.Tensor, logits: torch.Tensor, mask: torch.Tensor, pixel_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Mean squared error over the hidden cubes.
+
+        Args:
+            pixel_values: (B, C, H, W) target.
+            logits: (B, L, s * p * p) prediction.
+            mask: (B, L), 1 for hidden tokens.
+            pixel_mask: (B, H, W) or None; invalid pixels are left out of the error, and a cube with no valid
+                pixel is left out of the mean.
+        """
+        target = self.patchify(pixel_values)
+        if self.config.norm_pix_loss:
+            mean = target.mean(dim=-1, keepdim=True)
+            var = target.var(dim=-1, keepdim=True)
+            target = (target - mean) / (var + 1.0e-6) ** 0.5
+        squared_error = (logits.float() - target.float()) ** 2  # (B, L, s * p * p)
+        if pixel_mask is None:
+            token_loss = squared_error.mean(dim=-1)  # (B, L)
+            weights = mask
+        else:
+            bands = pixel_values.shape[1]
+            valid = self.patchify(pixel_mask[:, None].to(target.dtype).expand(-1, bands, -1, -1))  # (B, L, s*p*p)
+            valid_count = valid.sum(dim=-1)
+            token_loss = (squared_error * valid).sum(dim=-1) / valid_count.clamp(min=1)
+            weights = mask * (valid_count > 0)
+        total = weights.sum()
+        if total == 0:
+            raise ValueError("No hidden cube has a valid pixel (pixel_mask): the loss is undefined for this batch.")
+        return (token_loss * weights).sum() / total
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        pixel_mask: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
+        mask_ratio: float | None = None,
+        interpolate_pos_encoding: bool = False,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        return_loss: bool = True,
+    ) -> S2MAEForPreTrainingOutput | tuple:
+        r"""Mask, encode the visible cubes, decode all of them, and score the hidden ones.
+
+        Args:
+            pixel_values: (B, C, H, W) float in [0, 1].
+            pixel_mask: (B, H, W), 1 for valid pixels; invalid pixels are left out of the loss.
+            noise: Deterministic masking noise (see `masking.token_noise` for its shape per strategy).
+            mask_ratio: Override of `config.mask_ratio` for this call.
+            interpolate_pos_encoding: Accept another image size or band count.
+            return_loss: Compute the loss (Trainer reads this argument to report `eval_loss`).
+        """
+        output_attentions, output_hidden_states, return_dict = self._resolve_output_flags(
+            output_attentions, output_hidden_states, return_dict
+        )
+        outputs = self.s2mae(
+            pixel_values,
+            noise=noise,
+            apply_masking=True,
+            mask_ratio=mask_ratio,
+            interpolate_pos_encoding=interpolate_pos_encoding,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        _, bands, height, width = pixel_values.shape
+        grid = (bands // self.config.spectral_patch_size, height // self.config.patch_size, width // self.config.patch_size)
+        logits = self.decoder(outputs.last_hidden_state, outputs.ids_restore, grid, interpolate_pos_encoding)
+        loss = self.forward_loss(pixel_values, logits, outputs.mask, pixel_mask) if return_loss else None
+
+        if not return_dict:
+            values = (loss, logits, outputs.mask, outputs.ids_restore, outputs.hidden_states, outputs.attentions)
+            return tuple(value for value in values if value is not None)
+        return S2MAEForPreTrainingOutput(
+            loss=loss,
+            logits=logits,
+            mask=outputs.mask,
+            ids_restore=outputs.ids_restore,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+
+class S2MAEForImageClassification(S2MAEPreTrainedModel):
+    """S2MAE encoder, pooled (mean -> LayerNorm), then a linear head.
+
+    `config.problem_type` picks the loss: "single_label_classification" (cross-entropy, integer labels (B,)),
+    "multi_label_classification" (BCE with logits, multi-hot float labels (B, num_labels)) or "regression".
+    """
+
+    # the loss is a plain mean: Trainer must divide it by the gradient-accumulation steps itself
+    accepts_loss_kwargs = False
+
+    def __init__(self, config: S2MAEConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.s2mae = S2MAEModel(config, add_pooling_layer=True)
+        self.dropout = nn.Dropout(config.classifier_dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
+        self.post_init()
+
+    def get_input_embeddings(self) -> S2MAECubeEmbeddings:
+        return self.s2mae.get_input_embeddings()
+
+    def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Loss for `config.problem_type`, inferred from the labels when unset (as Transformers' heads do)."""
+        if self.config.problem_type is None:
+            if self.num_labels == 1:
+                self.config.problem_type = "regression"
+            elif labels.dtype in (torch.long, torch.int):
+                self.config.problem_type = "single_label_classification"
+            else:
+                self.config.problem_type = "multi_label_classification"
+        labels = labels.to(logits.device)
+        if self.config.problem_type == "regression":
+            return nn.functional.mse_loss(logits.squeeze(-1).float(), labels.squeeze(-1).float())
+        if self.config.problem_type == "single_label_classification":
+            if labels.ndim != 1 or labels.is_floating_point():
+                raise ValueError(
+                    f"single-label classification needs integer class ids of shape (B,), got {labels.dtype} "
+                    f"{tuple(labels.shape)}; for multi-hot labels set problem_type='multi_label_classification'."
+                )
+            if bool(((labels < 0) | (labels >= self.num_labels)).any()):
+                raise ValueError(f"Class ids must be in [0, {self.num_labels}), got {labels.tolist()}.")
+            return nn.functional.cross_entropy(logits.view(-1, self.num_labels).float(), labels.view(-1))
+        if tuple(labels.shape) != tuple(logits.shape):
+            raise ValueError(
+                f"multi-label classification needs multi-hot labels of shape {tuple(logits.shape)}, "
+                f"got {tuple(labels.shape)}."
+            )
+        return nn.functional.binary_cross_entropy_with_logits(logits.float(), labels.float())
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        pixel_mask: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool = False,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> ImageClassifierOutput | tuple:
+        r"""Classify `pixel_values` (B, C, H, W).
+
+        Args:
+            labels: (B,) class ids (single-label), (B, num_labels) multi-hot floats (multi-label) or (B,) floats
+                (regression).
+            pixel_mask: (B, H, W), 1 for valid pixels; tokens are weighted by their valid fraction when pooling.
+
+        Returns:
+            `ImageClassifierOutput` with `logits` (B, num_labels) and `loss` when labels are given.
+        """
+        output_attentions, output_hidden_states, return_dict = self._resolve_output_flags(
+            output_attentions, output_hidden_states, return_dict
+        )
+        outputs = self.s2mae(
+            pixel_values,
+            pixel_mask=pixel_mask,
+            interpolate_pos_encoding=interpolate_pos_encoding,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        logits = self.classifier(self.dropout(outputs.pooler_output))  # (B, num_labels)
+        loss = self.compute_loss(logits, labels) if labels is not None else None
+        if not return_dict:
+            values = (loss, logits, outputs.hidden_states, outputs.attentions)
+            return tuple(value for value in values if value is not None)
+        return ImageClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+__all__ = [
+    "S2MAEForImageClassification",
+    "S2MAEForPreTraining",
+    "S2MAEForPreTrainingOutput",
+    "S2MAEModel",
+    "S2MAEModelOutput",
+    "S2MAEPreTrainedModel",
+]

@@ -1,0 +1,33 @@
+"""Registration of S2MAE with the Transformers Auto classes (process-wide, idempotent)."""
+
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForImageClassification,
+    AutoModelForPreTraining,
+)
+
+from .configuration_s2mae import S2MAEConfig
+from .image_processing_s2mae import S2MAEImageProcessor
+from .modeling_s2mae import S2MAEForImageClassification, S2MAEForPreTraining, S2MAEModel
+
+
+def register_auto_classes() -> None:
+    """Register the config, the three models and the image processor under model type "s2mae".
+
+    Safe to call more than once (the package calls it at import).
+    """
+    AutoConfig.register(S2MAEConfig.model_type, S2MAEConfig, exist_ok=True)
+    AutoModel.register(S2MAEConfig, S2MAEModel, exist_ok=True)
+    AutoModelForPreTraining.register(S2MAEConfig, S2MAEForPreTraining, exist_ok=True)
+    AutoModelForImageClassification.register(S2MAEConfig, S2MAEForImageClassification, exist_ok=True)
+    # the same class under both keys, so that no backend fallback warning is emitted
+    AutoImageProcessor.register(
+        S2MAEConfig,
+        image_processor_classes={"pil": S2MAEImageProcessor, "torchvision": S2MAEImageProcessor},
+        exist_ok=True,
+    )
+
+
+__all__ = ["register_auto_classes"]

@@ -1,0 +1,38 @@
+"""A small model tester of our own (Transformers' ModelTesterMixin does not ship in the wheel)."""
+
+import torch
+
+from modeling_s2mae.configuration_s2mae import S2MAEConfig
+
+
+def tiny_config(**overrides) -> S2MAEConfig:
+    """A tiny S2MAE: 6 bands, 16 px, cubes 3 x 4 x 4 -> G = 2, h = w = 4, L = 32 tokens."""
+    values = {
+        "image_size": 16,
+        "patch_size": 4,
+        "spectral_patch_size": 3,
+        "band_names": ["B02", "B03", "B04", "B08", "B11", "B12"],
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "intermediate_size": 64,
+        "decoder_hidden_size": 24,
+        "decoder_num_hidden_layers": 2,
+        "decoder_num_attention_heads": 4,
+        "decoder_intermediate_size": 48,
+        "mask_ratio": 0.75,
+    }
+    values.update(overrides)
+    return S2MAEConfig(**values)
+
+
+def pixel_batch(config: S2MAEConfig, batch_size: int = 2, seed: int = 0, size: int | None = None, bands: int | None = None):
+    """Random pixel values in [0, 1] of shape (B, C, H, W)."""
+    generator = torch.Generator().manual_seed(seed)
+    side = size or config.image_size
+    return torch.rand(batch_size, bands or config.num_channels, side, side, generator=generator)
+
+
+def masking_noise(config: S2MAEConfig, batch_size: int = 2, seed: int = 1) -> torch.Tensor:
+    """Fixed random-masking noise of shape (B, L)."""
+    return torch.rand(batch_size, config.num_tokens, generator=torch.Generator().manual_seed(seed))
