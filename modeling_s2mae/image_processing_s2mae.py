@@ -250,10 +250,10 @@ class S2MAEImageProcessor(BaseImageProcessor):
         return_tensors = _check_return_tensors(return_tensors)
         data_format = _check_data_format(input_data_format)
 
-        band_indices = self._band_indices(input_band_names)
+        band_indices = torch.tensor(self._band_indices(input_band_names))
         num_input_bands = len(self.band_names) if input_band_names is None else len(input_band_names)
         images_chw = [
-            _to_channels_first(image, num_input_bands, data_format, input_band_names)[band_indices]
+            _to_channels_first(image, num_input_bands, data_format, input_band_names).index_select(0, band_indices)
             for image in _split_images(images)
         ]  # each (C, H, W) float64
 

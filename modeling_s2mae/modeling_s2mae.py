@@ -380,6 +380,35 @@ class S2MAEPreTrainedModel(PreTrainedModel):
         elif isinstance(module, S2MAEDecoder):
             init.normal_(module.mask_token, std=self.config.initializer_range)
 
+    def resize_position_embeddings(self, image_size: int | None = None, band_names: list[str] | None = None) -> None:
+        """Adapt the model in place to another image size and/or band list, interpolating the position tables
+        (bicubic over space, linear over spectral groups) of the encoder and, if present, the decoder.
+
+        The config is updated, so a model saved afterwards loads natively at the new size. Use it to fine-tune or to
+        continue pretraining (progressive pretraining) at another resolution or on another sensor's bands.
+
+        Args:
+            image_size: New square input size in pixels (a multiple of `patch_size`).
+            band_names: New band list; its length must be a multiple of `spectral_patch_size`.
+        """
+        config = self.config
+        values = config.to_dict()
+        if image_size is not None:
+            values["image_size"] = image_size
+        if band_names is not None:
+            values.update(band_names=list(band_names), num_channels=len(band_names), band_wavelengths=None)
+        S2MAEConfig(**{k: v for k, v in values.items() if k in S2MAEConfig.__dataclass_fields__})  # validates
+        if image_size is not None:
+            config.image_size = image_size
+        if band_names is not None:
+            config.band_wavelengths = None
+            config.num_channels = len(band_names)
+            config.band_names = list(band_names)
+        grid = (config.num_spectral_groups, config.grid_size, config.grid_size)
+        for module in self.modules():
+            if isinstance(module, S2MAEPositionEmbeddings):
+                module.resize(grid)
+
     def _resolve_output_flags(
         self, output_attentions: bool | None, output_hidden_states: bool | None, return_dict: bool | None
     ) -> tuple[bool, bool, bool]:

@@ -111,13 +111,48 @@ class S2MAEPositionEmbeddings(nn.Module):
         for table in self.parameters():
             init.trunc_normal_(table, std=self.initializer_range)
 
+    def tables_at(self, grid: tuple[int, int, int]) -> dict[str, torch.Tensor]:
+        """The stored tables brought to another (G, h, w) grid, by name ("joint", or "spatial" and "spectral").
+
+        Learnable tables are interpolated (bicubic over space, linear over spectral groups); sin-cos tables are
+        recomputed exactly.
+        """
+        groups, height, width = grid
+        built_groups, built_height, built_width = self.grid
+        if self.kind == "joint":
+            dim = self.joint.shape[-1]
+            table = self.joint.reshape(built_groups, built_height * built_width, dim)
+            table = interpolate_spatial(table, (built_height, built_width), (height, width))  # (G, h'*w', D)
+            table = interpolate_spectral(table.transpose(0, 1), groups).transpose(0, 1)  # (G', h'*w', D)
+            return {"joint": table.reshape(1, groups * height * width, dim)}
+        if self.kind == "sincos" and tuple(grid) != self.grid:
+            dim = self.spatial.shape[-1]
+            return {
+                "spatial": sincos_2d(height, width, dim).unsqueeze(0).to(self.spatial),
+                "spectral": sincos_1d(torch.arange(groups), dim).unsqueeze(0).to(self.spectral),
+            }
+        return {
+            "spatial": interpolate_spatial(self.spatial, (built_height, built_width), (height, width)),
+            "spectral": interpolate_spectral(self.spectral, groups),
+        }
+
+    @torch.no_grad()
+    def resize(self, grid: tuple[int, int, int]) -> None:
+        """Replace the stored tables by `tables_at(grid)`, for fine-tuning or progressive pretraining at another
+        image size or band count."""
+        grid = tuple(int(value) for value in grid)
+        for name, table in self.tables_at(grid).items():
+            requires_grad = getattr(self, name).requires_grad
+            setattr(self, name, nn.Parameter(table.detach().clone(), requires_grad=requires_grad))
+        self.grid = grid
+
     def forward(self, grid: tuple[int, int, int], interpolate_pos_encoding: bool = False) -> torch.Tensor:
         """The table for a token grid, interpolated when it differs from the built one.
 
         Args:
             grid: (G', h', w') of the input.
-            interpolate_pos_encoding: Allow a grid other than the configured one (bicubic over space,
-                linear over spectral groups). Without it, a different grid is an error.
+            interpolate_pos_encoding: Allow a grid other than the configured one. Without it, a different grid is
+                an error.
 
         Returns:
             Shape (1, G' * h' * w', D), in token order.
@@ -130,16 +165,13 @@ class S2MAEPositionEmbeddings(nn.Module):
                 "Pass interpolate_pos_encoding=True to interpolate the position tables, or resize / select bands "
                 "with the image processor."
             )
-        groups, height, width = grid
         if self.kind == "joint":
-            built_groups, built_height, built_width = self.grid
-            dim = self.joint.shape[-1]
-            table = self.joint.reshape(built_groups, built_height * built_width, dim)
-            table = interpolate_spatial(table, (built_height, built_width), (height, width))  # (G, h'*w', D)
-            table = interpolate_spectral(table.transpose(0, 1), groups).transpose(0, 1)  # (G', h'*w', D)
-            return table.reshape(1, groups * height * width, dim)
-        spatial = interpolate_spatial(self.spatial, self.grid[1:], (height, width))  # (1, h'*w', D)
-        spectral = interpolate_spectral(self.spectral, groups)  # (1, G', D)
+            return self.joint if grid == self.grid else self.tables_at(grid)["joint"]
+        if grid == self.grid:
+            spatial, spectral = self.spatial, self.spectral
+        else:
+            tables = self.tables_at(grid)
+            spatial, spectral = tables["spatial"], tables["spectral"]
         return (spectral[:, :, None, :] + spatial[:, None, :, :]).flatten(1, 2)  # (1, G' * h'*w', D)
 
 

@@ -11,6 +11,7 @@ from modeling_s2mae.modeling_s2mae import (
     S2MAEForPreTraining,
     S2MAEModel,
 )
+from modeling_s2mae.position_embeddings import interpolate_spatial, interpolate_spectral
 
 torch.set_num_threads(2)
 
@@ -297,12 +298,9 @@ def test_interpolated_position_tables_match_a_model_built_at_that_size():
     native = S2MAEForPreTraining(native_config).eval()
     state = model.state_dict()
     for prefix in ("s2mae.embeddings.position_embeddings", "decoder.position_embeddings"):
-        tables = getattr(model.get_submodule(prefix), "spatial"), getattr(model.get_submodule(prefix), "spectral")
-        grid = (3, 6, 6)
-        from modeling_s2mae.position_embeddings import interpolate_spatial, interpolate_spectral
-
-        state[f"{prefix}.spatial"] = interpolate_spatial(tables[0].detach(), (4, 4), grid[1:])
-        state[f"{prefix}.spectral"] = interpolate_spectral(tables[1].detach(), grid[0])
+        tables = model.get_submodule(prefix)
+        state[f"{prefix}.spatial"] = interpolate_spatial(tables.spatial.detach(), (4, 4), (6, 6))
+        state[f"{prefix}.spectral"] = interpolate_spectral(tables.spectral.detach(), 3)
     missing, unexpected = native.load_state_dict(state, strict=True)
     assert not missing and not unexpected
     pixels = pixel_batch(native_config, size=24)
@@ -401,3 +399,22 @@ def test_classifier_loss_is_right_under_gradient_accumulation(tmp_path):
     one_batch, accumulated = train(4, 1), train(2, 2)
     for name, value in one_batch.items():
         assert torch.allclose(value, accumulated[name], atol=1e-6), name
+
+
+@pytest.mark.parametrize("position_embedding_type", ["separable", "joint", "sincos"])
+def test_resize_position_embeddings_in_place_then_save_and_load_natively(tmp_path, position_embedding_type):
+    config = tiny_config(position_embedding_type=position_embedding_type)
+    model = S2MAEForPreTraining(config).eval()
+    pixels = pixel_batch(config, size=24, bands=9)
+    noise = torch.rand(2, 3 * 36, generator=torch.Generator().manual_seed(4))
+    interpolated = model(pixels, noise=noise, interpolate_pos_encoding=True)
+    model.resize_position_embeddings(image_size=24, band_names=list("abcdefghi"))
+    assert (model.config.image_size, model.config.num_channels, model.config.num_tokens) == (24, 9, 108)
+    resized = model(pixels, noise=noise)
+    assert torch.allclose(resized.logits, interpolated.logits, atol=1e-6)
+    model.save_pretrained(tmp_path)
+    reloaded = S2MAEForPreTraining.from_pretrained(tmp_path).eval()
+    assert torch.equal(reloaded(pixels, noise=noise).logits, resized.logits)
+    with pytest.raises(ValueError, match="not divisible by patch_size"):
+        model.resize_position_embeddings(image_size=30)
+    assert model.config.image_size == 24

@@ -1,0 +1,764 @@
+"""Reading multispectral rasters (GeoTIFF, JPEG2000, any GDAL format) into band-named numpy arrays.
+
+Everything here returns a `RasterSample`: an array of shape (C, H, W) in the file's dtype together with the name of
+each band, the nodata value and the georeference of the pixels actually read. Bands are always identified by name
+(see `resolve_band_names`), never by bare position, because the common sources disagree on the order
+(EuroSAT puts B8A last, most others right after B08).
+
+A *source* is one of:
+- a path to one raster file (any number of bands);
+- a sequence of paths, typically one file per band (Sentinel-2 SAFE granules, BigEarthNet patches), possibly at
+  different resolutions: they are resampled onto one grid (the finest by default);
+- a path to a folder: every raster file in it (`RASTER_SUFFIXES`), ordered by Sentinel-2 band when the file names
+  carry a band token, otherwise by name.
+"""
+
+import json
+import logging
+import math
+import os
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
+from rasterio.io import DatasetReader
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+
+from ..configuration_s2mae import SENTINEL2_BANDS
+
+logger = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike[str]
+RasterSource = PathLike | Sequence[PathLike]
+
+SENTINEL2_13_BANDS: tuple[str, ...] = (
+    "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12",
+)  # fmt: skip
+"""All 13 Sentinel-2 bands in the usual order (B8A right after B08), e.g. the layout of Copernicus-FM tiles."""
+
+EUROSAT_MS_BANDS: tuple[str, ...] = (
+    "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12", "B8A",
+)  # fmt: skip
+"""Band order of the EuroSAT-MS GeoTIFFs: B01..B12 with **B8A last** (index 8 is B09, index 12 is B8A)."""
+
+SENTINEL2_RESOLUTIONS_M: dict[str, int] = {
+    "B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20,
+    "B08": 10, "B8A": 20, "B09": 60, "B10": 60, "B11": 20, "B12": 20,
+}  # fmt: skip
+"""Native ground sampling distance (metres) of each Sentinel-2 band."""
+
+RASTER_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".jp2", ".vrt")
+"""File suffixes taken as rasters when a folder is given as a source (other files, e.g. JSON, are ignored)."""
+
+SIDECAR_SUFFIX = ".bands.json"
+"""A file `<raster file name>.bands.json` next to a raster, holding `{"band_names": [...]}`, names its bands."""
+
+_BAND_TOKEN = re.compile(r"(?:^|[_\-.])(B(?:0?[1-9]|1[0-2]|8A))(?=[_\-.]|$)", re.IGNORECASE)
+_SENTINEL2_NAME = re.compile(r"^B0?([1-9]|1[0-2]|8A)$", re.IGNORECASE)
+
+
+class RasterReadError(ValueError):
+    """A raster could not be read: not a raster, truncated or corrupt, unnamed bands, or files that do not align."""
+
+
+class RasterNotFoundError(RasterReadError, FileNotFoundError):
+    """A raster file or folder does not exist (also a `FileNotFoundError`)."""
+
+
+@dataclass
+class RasterSample:
+    """Pixels read from a raster, with the name of every band and the georeference of what was read.
+
+    Attributes:
+        array: Pixel values of shape (C, H, W), in the file's dtype (the common dtype for several files).
+        band_names: The C band names, in the order of `array`'s first axis.
+        nodata: The value marking missing pixels, or None when the file defines none.
+        transform: Affine map from (col, row) pixel coordinates of `array` to `crs` coordinates; for a window or
+            a tile it is the window's own transform (its origin is the window's top-left corner).
+        crs: Coordinate reference system, or None for a raster without georeference.
+        source: The file paths the pixels come from.
+        window: The window read, in pixels of the grid the source was read on (None for the whole grid).
+    """
+
+    array: np.ndarray
+    band_names: list[str]
+    nodata: float | None
+    transform: Affine
+    crs: CRS | None
+    source: list[str]
+    window: Window | None = None
+
+    def __post_init__(self) -> None:
+        if self.array.ndim != 3:
+            raise ValueError(f"RasterSample.array must have shape (C, H, W), got shape {self.array.shape}.")
+        if len(self.band_names) != self.array.shape[0]:
+            raise ValueError(f"{len(self.band_names)} band names for an array with {self.array.shape[0]} bands.")
+
+    @property
+    def height(self) -> int:
+        """H, the number of pixel rows."""
+        return self.array.shape[1]
+
+    @property
+    def width(self) -> int:
+        """W, the number of pixel columns."""
+        return self.array.shape[2]
+
+    @property
+    def resolution(self) -> tuple[float, float]:
+        """Pixel size (x, y) in `crs` units (metres for UTM)."""
+        return abs(self.transform.a), abs(self.transform.e)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) in `crs` units."""
+        t = self.transform
+        xs, ys = (t.c, t.c + t.a * self.width), (t.f, t.f + t.e * self.height)
+        return min(xs), min(ys), max(xs), max(ys)
+
+    def select(self, band_names: Sequence[str]) -> "RasterSample":
+        """Return a sample with only `band_names`, in that order (names are matched, never positions).
+
+        Raises:
+            ValueError: if a requested band is not in this sample.
+        """
+        wanted = [normalize_band_name(name) for name in band_names]
+        missing = [name for name in wanted if name not in self.band_names]
+        if missing:
+            raise ValueError(f"Bands {missing} are not in this sample; it has {self.band_names}.")
+        indices = [self.band_names.index(name) for name in wanted]
+        return replace(self, array=self.array[indices], band_names=wanted)
+
+
+@dataclass
+class RasterInfo:
+    """What a source holds, read from the file headers only (no pixel is decoded).
+
+    Attributes:
+        band_names: Names of all bands of the source, in file order (files in the given order, bands within).
+        height, width: Size of the common grid the source is read on.
+        transform: Affine transform of that grid.
+        crs: Coordinate reference system, or None.
+        dtype: Common numpy dtype of the bands.
+        nodata: Common nodata value, or None.
+        source: The file paths.
+        resolutions: Native pixel size (x, y) of each file.
+    """
+
+    band_names: list[str]
+    height: int
+    width: int
+    transform: Affine
+    crs: CRS | None
+    dtype: np.dtype
+    nodata: float | None
+    source: list[str]
+    resolutions: list[tuple[float, float]] = field(default_factory=list)
+
+    @property
+    def resolution(self) -> tuple[float, float]:
+        """Pixel size (x, y) of the common grid."""
+        return abs(self.transform.a), abs(self.transform.e)
+
+
+def normalize_band_name(name: str) -> str:
+    """Spell a Sentinel-2 band name the canonical way ("B4" / "b04" -> "B04", "b8a" -> "B8A"); others unchanged."""
+    name = name.strip()
+    match = _SENTINEL2_NAME.match(name)
+    if match is None:
+        return name
+    number = match.group(1).upper()
+    return f"B{number}" if number == "8A" else f"B{int(number):02d}"
+
+
+def band_name_from_filename(path: PathLike) -> str | None:
+    """The Sentinel-2 band token in a file name (`..._B8A.tif` -> "B8A", `..._B04_10m.jp2` -> "B04"), or None.
+
+    When several tokens appear, the last one is taken (granule names put the band at the end).
+    """
+    tokens = _BAND_TOKEN.findall(Path(path).name.split(".")[0])
+    return normalize_band_name(tokens[-1]) if tokens else None
+
+
+def _band_sort_key(path: Path) -> tuple[int, str]:
+    token = band_name_from_filename(path)
+    order = SENTINEL2_13_BANDS.index(token) if token in SENTINEL2_13_BANDS else len(SENTINEL2_13_BANDS)
+    return order, path.name
+
+
+def expand_source(source: RasterSource) -> list[Path]:
+    """The list of raster files a source stands for (see the module docstring).
+
+    Raises:
+        RasterNotFoundError: if a path does not exist.
+        RasterReadError: if a folder holds no raster file or the sequence is empty.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.exists():
+            raise RasterNotFoundError(f"{path}: no such file or folder.")
+        if not path.is_dir():
+            return [path]
+        files = [p for p in path.iterdir() if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES]
+        if not files:
+            raise RasterReadError(
+                f"{path}: the folder holds no raster file (looked for {', '.join(RASTER_SUFFIXES)})."
+            )
+        return sorted(files, key=_band_sort_key)
+    paths = [Path(p) for p in source]
+    if not paths:
+        raise RasterReadError("Empty list of raster files: give at least one path.")
+    for path in paths:
+        if not path.exists():
+            raise RasterNotFoundError(f"{path}: no such file.")
+        if path.is_dir():
+            raise RasterReadError(f"{path} is a folder; a list of sources must hold files (or pass the folder alone).")
+    return paths
+
+
+def _open(path: Path) -> DatasetReader:
+    """Open a raster, turning GDAL's errors into a `RasterReadError` that names the file."""
+    if not path.exists():
+        raise RasterNotFoundError(f"{path}: no such file.")
+    try:
+        return rasterio.open(path)
+    except RasterioError as error:
+        raise RasterReadError(
+            f"{path} could not be opened as a raster ({error}). Expected a GeoTIFF, JPEG2000 or other GDAL raster; "
+            "the file may be of another kind, truncated or corrupt."
+        ) from error
+
+
+def _read_error(path: str, error: Exception) -> RasterReadError:
+    detail = str(error.__cause__) if error.__cause__ is not None else str(error)
+    return RasterReadError(f"{path}: failed to decode pixels ({detail}); the file is probably truncated or corrupt.")
+
+
+def _read_sidecar(path: Path) -> list[str] | None:
+    sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
+    if not sidecar.exists():
+        return None
+    try:
+        names = json.loads(sidecar.read_text(encoding="utf-8"))["band_names"]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise RasterReadError(
+            f'{sidecar}: expected JSON of the form {{"band_names": ["B01", ...]}} ({error!r}).'
+        ) from error
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise RasterReadError(f'{sidecar}: "band_names" must be a list of strings, got {names!r}.')
+    return names
+
+
+def _known_layouts(count: int) -> str:
+    layouts = {
+        "EUROSAT_MS_BANDS": EUROSAT_MS_BANDS,
+        "SENTINEL2_13_BANDS": SENTINEL2_13_BANDS,
+        "SENTINEL2_BANDS": SENTINEL2_BANDS,
+    }
+    matching = [name for name, names in layouts.items() if len(names) == count]
+    return f" Known {count}-band layouts: {', '.join(matching)}." if matching else ""
+
+
+def _check_names(names: Sequence[str], count: int, path: Path, origin: str) -> list[str]:
+    names = [normalize_band_name(name) for name in names]
+    if len(names) != count:
+        raise RasterReadError(f"{path} has {count} bands but {origin} gives {len(names)} names: {names}.")
+    if len(set(names)) != len(names):
+        raise RasterReadError(f"{origin} for {path} repeats band names: {names}.")
+    return names
+
+
+def _names_from_dataset(dataset: DatasetReader, path: Path, band_names: Sequence[str] | None) -> list[str]:
+    if band_names is not None:
+        return _check_names(band_names, dataset.count, path, "band_names")
+    sidecar = _read_sidecar(path)
+    if sidecar is not None:
+        return _check_names(sidecar, dataset.count, path, f"{path.name}{SIDECAR_SUFFIX}")
+    descriptions = dataset.descriptions
+    if all(descriptions):
+        return _check_names(descriptions, dataset.count, path, "the band descriptions")
+    token = band_name_from_filename(path)
+    if dataset.count == 1 and token is not None:
+        return [token]
+    raise RasterReadError(
+        f"Cannot tell the band names of {path} ({dataset.count} bands, no band descriptions, no "
+        f"{path.name}{SIDECAR_SUFFIX} sidecar, no band token in the file name). Pass them as "
+        f"band_names=[...] (e.g. band_names=EUROSAT_MS_BANDS), or write a sidecar file "
+        f'{path.name}{SIDECAR_SUFFIX} holding {{"band_names": [...]}}.{_known_layouts(dataset.count)}'
+    )
+
+
+def resolve_band_names(path: PathLike, band_names: Sequence[str] | None = None) -> list[str]:
+    """The names of the bands of one raster file, in file order.
+
+    Priority: `band_names` given here; a sidecar `<file>.bands.json`; the band descriptions stored in the file; for a
+    one-band file, the band token in its name (`..._B8A.tif`). Sentinel-2 names are normalised ("B4" -> "B04").
+
+    Raises:
+        RasterReadError: if no source of names exists, or if the number of names differs from the band count.
+    """
+    path = Path(path)
+    with _open(path) as dataset:
+        return _names_from_dataset(dataset, path, band_names)
+
+
+def _parse_resampling(resampling: str | Resampling) -> Resampling:
+    if isinstance(resampling, Resampling):
+        return resampling
+    try:
+        return Resampling[resampling]
+    except KeyError:
+        raise ValueError(
+            f"Unknown resampling {resampling!r}; use one of {[method.name for method in Resampling]}."
+        ) from None
+
+
+def _as_pair(value: int | float | Sequence[int | float], name: str) -> tuple[Any, Any]:
+    if isinstance(value, (int, float)):
+        return value, value
+    if len(value) != 2:
+        raise ValueError(f"{name} must be a number or a pair (height, width) / (x, y), got {value!r}.")
+    return value[0], value[1]
+
+
+@dataclass
+class _Grid:
+    transform: Affine
+    width: int
+    height: int
+
+    def matches(self, dataset: DatasetReader) -> bool:
+        """Whether `dataset`'s pixels are exactly this grid's (same size, pixel size and origin)."""
+        ours, theirs = self.transform, dataset.transform
+        pixel = min(abs(ours.a), abs(ours.e))
+        return (
+            (dataset.width, dataset.height) == (self.width, self.height)
+            and all(math.isclose(a, b, rel_tol=1e-9) for a, b in ((ours.a, theirs.a), (ours.e, theirs.e)))
+            and theirs.b == ours.b == 0.0
+            and theirs.d == ours.d == 0.0
+            and abs(ours.c - theirs.c) < 1e-6 * pixel
+            and abs(ours.f - theirs.f) < 1e-6 * pixel
+        )
+
+
+class _RasterStack:
+    """The files of a source opened together, each band named, all brought onto one common grid."""
+
+    def __init__(
+        self,
+        source: RasterSource,
+        band_names: Sequence[str] | None = None,
+        bands: Sequence[str] | None = None,
+        target_resolution: float | Sequence[float] | None = None,
+        out_shape: tuple[int, int] | None = None,
+        resampling: str | Resampling = "bilinear",
+        nodata: float | None = None,
+    ) -> None:
+        self.paths = expand_source(source)
+        self.resampling = _parse_resampling(resampling)
+        self._stack = ExitStack()
+        try:
+            self.datasets = [self._stack.enter_context(_open(path)) for path in self.paths]
+            self.names_per_file = self._name_bands(band_names)
+            self.band_names = [name for names in self.names_per_file for name in names]
+            if len(set(self.band_names)) != len(self.band_names):
+                raise RasterReadError(f"The files {[str(p) for p in self.paths]} repeat bands: {self.band_names}.")
+            self.selection = self._select(bands)
+            used = sorted({file_index for file_index, _ in self.selection})
+            self.crs = self._common_crs(used)
+            self.nodata = nodata if nodata is not None else self._common_nodata(used)
+            self.dtype = np.result_type(*[self.datasets[i].dtypes[0] for i in used])
+            self.grid = self._make_grid(used, target_resolution, out_shape)
+            self.readers = {i: self._reader(i) for i in used}
+        except BaseException:
+            self._stack.close()
+            raise
+
+    def __enter__(self) -> "_RasterStack":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stack.close()
+
+    def _name_bands(self, band_names: Sequence[str] | None) -> list[list[str]]:
+        if band_names is None:
+            return [_names_from_dataset(ds, path, None) for ds, path in zip(self.datasets, self.paths)]
+        total = sum(ds.count for ds in self.datasets)
+        if len(band_names) != total:
+            raise RasterReadError(
+                f"band_names has {len(band_names)} names but the source holds {total} bands "
+                f"({', '.join(f'{p.name}: {ds.count}' for p, ds in zip(self.paths, self.datasets))}): "
+                "give one name per band, in file order."
+            )
+        names, start = [], 0
+        for ds, path in zip(self.datasets, self.paths):
+            names.append(_check_names(band_names[start : start + ds.count], ds.count, path, "band_names"))
+            start += ds.count
+        return names
+
+    def _select(self, bands: Sequence[str] | None) -> list[tuple[int, int]]:
+        """(file index, 1-based band index) of each output band."""
+        where = {
+            name: (file_index, band_index + 1)
+            for file_index, names in enumerate(self.names_per_file)
+            for band_index, name in enumerate(names)
+        }
+        if bands is None:
+            return list(where.values())
+        wanted = [normalize_band_name(name) for name in bands]
+        missing = [name for name in wanted if name not in where]
+        if missing:
+            raise RasterReadError(
+                f"Bands {missing} are not in {[str(p) for p in self.paths]}; it has {self.band_names}."
+            )
+        self.band_names = wanted
+        return [where[name] for name in wanted]
+
+    def _common_crs(self, used: list[int]) -> CRS | None:
+        crs_values = {self.datasets[i].crs for i in used}
+        if len(crs_values) > 1:
+            detail = ", ".join(f"{self.paths[i].name}: {self.datasets[i].crs}" for i in used)
+            raise RasterReadError(
+                f"The files have different coordinate reference systems ({detail}) and cannot be aligned; "
+                "reproject them onto one CRS first (e.g. with gdalwarp)."
+            )
+        return crs_values.pop()
+
+    def _common_nodata(self, used: list[int]) -> float | None:
+        values = {self.datasets[i].nodata for i in used} - {None}
+        if len(values) > 1:
+            raise RasterReadError(
+                f"The files {[str(self.paths[i]) for i in used]} declare different nodata values {sorted(values)}; "
+                "pass nodata=... to choose one."
+            )
+        return values.pop() if values else None
+
+    def _make_grid(
+        self,
+        used: list[int],
+        target_resolution: float | Sequence[float] | None,
+        out_shape: tuple[int, int] | None,
+    ) -> _Grid:
+        for i in used:
+            if not self.datasets[i].transform.is_rectilinear:
+                raise RasterReadError(f"{self.paths[i]} has a rotated geotransform, which is not supported.")
+        finest = min(used, key=lambda i: abs(self.datasets[i].res[0] * self.datasets[i].res[1]))
+        reference = self.datasets[finest]
+        left, bottom, right, top = reference.bounds
+        tolerance = 0.5 * min(reference.res)
+        for i in used:
+            other = self.datasets[i].bounds
+            if max(abs(a - b) for a, b in zip(other, reference.bounds)) > tolerance:
+                raise RasterReadError(
+                    f"{self.paths[i]} covers {tuple(other)} but {self.paths[finest]} covers "
+                    f"{tuple(reference.bounds)} ({self.crs}): the files do not cover the same extent and cannot be "
+                    "aligned. Crop them to a common extent first."
+                )
+        if target_resolution is not None and out_shape is not None:
+            raise ValueError("Give either target_resolution or out_shape, not both.")
+        if out_shape is not None:
+            height, width = (int(v) for v in _as_pair(out_shape, "out_shape"))
+            if height < 1 or width < 1:
+                raise ValueError(f"out_shape must be positive, got {out_shape}.")
+            return _Grid(Affine((right - left) / width, 0.0, left, 0.0, -(top - bottom) / height, top), width, height)
+        if target_resolution is None:
+            return _Grid(reference.transform, reference.width, reference.height)
+        x_res, y_res = (float(v) for v in _as_pair(target_resolution, "target_resolution"))
+        width, height = (right - left) / x_res, (top - bottom) / y_res
+        if min(width, height) < 0.5 or abs(width - round(width)) > 1e-3 or abs(height - round(height)) > 1e-3:
+            raise ValueError(
+                f"target_resolution {target_resolution} does not divide the extent {right - left:g} x {top - bottom:g} "
+                "into whole pixels; choose another resolution or pass out_shape=(height, width)."
+            )
+        return _Grid(Affine(x_res, 0.0, left, 0.0, -y_res, top), round(width), round(height))
+
+    def _reader(self, file_index: int) -> DatasetReader | WarpedVRT:
+        dataset = self.datasets[file_index]
+        if self.grid.matches(dataset):
+            return dataset
+        options: dict[str, Any] = {}
+        if self.nodata is not None:
+            options = {"src_nodata": self.nodata, "nodata": self.nodata}
+        return self._stack.enter_context(
+            WarpedVRT(
+                dataset,
+                crs=dataset.crs,
+                transform=self.grid.transform,
+                width=self.grid.width,
+                height=self.grid.height,
+                resampling=self.resampling,
+                **options,
+            )
+        )
+
+    def info(self) -> RasterInfo:
+        return RasterInfo(
+            band_names=list(self.band_names),
+            height=self.grid.height,
+            width=self.grid.width,
+            transform=self.grid.transform,
+            crs=self.crs,
+            dtype=np.dtype(self.dtype),
+            nodata=self.nodata,
+            source=[str(path) for path in self.paths],
+            resolutions=[(abs(ds.res[0]), abs(ds.res[1])) for ds in self.datasets],
+        )
+
+    def check_window(self, window: Window) -> Window:
+        values = (window.row_off, window.col_off, window.height, window.width)
+        if any(float(v) != int(v) for v in values):
+            raise ValueError(f"Windows must have whole-pixel offsets and sizes, got {window}.")
+        row, col, height, width = (int(v) for v in values)
+        if (
+            height < 1
+            or width < 1
+            or row < 0
+            or col < 0
+            or row + height > self.grid.height
+            or col + width > self.grid.width
+        ):
+            raise ValueError(
+                f"Window (row_off={row}, col_off={col}, height={height}, width={width}) does not lie inside the "
+                f"{self.grid.height} x {self.grid.width} grid of {[str(p) for p in self.paths]}."
+            )
+        return Window(col, row, width, height)
+
+    def read(self, window: Window | None = None) -> RasterSample:
+        """Read the selected bands, over `window` of the common grid (the whole grid when None): (C, h, w)."""
+        if window is not None:
+            window = self.check_window(window)
+            height, width = int(window.height), int(window.width)
+            grid = self.grid.transform  # rectilinear: shift the origin by the window's offset
+            transform = Affine(
+                grid.a, 0.0, grid.c + grid.a * window.col_off, 0.0, grid.e, grid.f + grid.e * window.row_off
+            )
+        else:
+            height, width, transform = self.grid.height, self.grid.width, self.grid.transform
+        array = np.empty((len(self.selection), height, width), dtype=self.dtype)
+        for file_index in sorted({i for i, _ in self.selection}):
+            outputs = [k for k, (i, _) in enumerate(self.selection) if i == file_index]
+            indexes = [self.selection[k][1] for k in outputs]
+            try:
+                array[outputs] = self.readers[file_index].read(indexes, window=window)
+            except RasterioError as error:
+                raise _read_error(str(self.paths[file_index]), error) from error
+        return RasterSample(
+            array=array,
+            band_names=list(self.band_names),
+            nodata=self.nodata,
+            transform=transform,
+            crs=self.crs,
+            source=[str(self.paths[i]) for i in sorted({i for i, _ in self.selection})],
+            window=window,
+        )
+
+
+def read_raster(
+    source: RasterSource,
+    band_names: Sequence[str] | None = None,
+    *,
+    bands: Sequence[str] | None = None,
+    window: Window | None = None,
+    target_resolution: float | Sequence[float] | None = None,
+    out_shape: tuple[int, int] | None = None,
+    resampling: str | Resampling = "bilinear",
+    nodata: float | None = None,
+) -> RasterSample:
+    """Read a raster source (one file, per-band files or a folder) into a (C, H, W) array with named bands.
+
+    Files at different resolutions (Sentinel-2 10 / 20 / 60 m, BigEarthNet 120 / 60 / 20 px) are resampled onto one
+    grid: by default the grid of the finest file; or the same extent at `target_resolution` (CRS units, e.g. 10.0
+    or (x, y)); or the same extent split into `out_shape` = (H, W) pixels. Files already on that grid are read as
+    they are; the others through a `WarpedVRT` with `resampling` (bilinear by default), which only computes the
+    pixels asked for.
+
+    Args:
+        source: A file, a sequence of files (in the order their bands should come), or a folder of band files.
+        band_names: Names of all bands of the source in file order; by default found per file (see
+            `resolve_band_names`).
+        bands: Names of the bands to return, in that order (default: all, in file order). Files holding none of
+            them are not read, and the default grid is the finest among the files read.
+        window: A window of the common grid (whole pixels); only that window is read from disk.
+        target_resolution: Pixel size of the common grid, in CRS units.
+        out_shape: (H, W) of the common grid.
+        resampling: A `rasterio.enums.Resampling` or its name ("nearest", "bilinear", "cubic", "average", ...).
+        nodata: Nodata value, overriding the files' own; it is excluded from resampling.
+
+    Returns:
+        A `RasterSample` with `array` of shape (C, H, W) (C = len(bands) or all bands) in the files' dtype.
+
+    Raises:
+        RasterNotFoundError: a file or folder does not exist.
+        RasterReadError: not a raster, truncated or corrupt, unknown band names, files that cannot be aligned.
+        ValueError: an invalid window, resolution or shape.
+    """
+    with _RasterStack(source, band_names, bands, target_resolution, out_shape, resampling, nodata) as stack:
+        return stack.read(window)
+
+
+def read_window(
+    source: RasterSource,
+    window: Window,
+    band_names: Sequence[str] | None = None,
+    **kwargs: Any,
+) -> RasterSample:
+    """Read only `window` of a source (never the whole scene); see `read_raster` for the other arguments.
+
+    Args:
+        source: A file, a sequence of per-band files or a folder.
+        window: `rasterio.windows.Window(col_off, row_off, width, height)` in pixels of the common grid (the finest
+            file's by default); build one from slices with `Window.from_slices((row0, row1), (col0, col1))`.
+
+    Returns:
+        A `RasterSample` of shape (C, window.height, window.width) whose `transform` is the window's own.
+    """
+    return read_raster(source, band_names, window=window, **kwargs)
+
+
+def raster_info(
+    source: RasterSource,
+    band_names: Sequence[str] | None = None,
+    *,
+    bands: Sequence[str] | None = None,
+    target_resolution: float | Sequence[float] | None = None,
+    out_shape: tuple[int, int] | None = None,
+) -> RasterInfo:
+    """Band names, common grid, dtype and nodata of a source, from the file headers only (no pixel decoded).
+
+    Raises the same errors as `read_raster` for missing files, non-rasters, unnamed bands and misaligned files.
+    """
+    with _RasterStack(source, band_names, bands, target_resolution, out_shape) as stack:
+        return stack.info()
+
+
+def check_raster(source: RasterSource, band_names: Sequence[str] | None = None) -> RasterInfo:
+    """Validate a source cheaply: headers, band names, alignment, and decoding of the last block of every band.
+
+    Truncation removes the end of a file, so decoding each band's last block finds truncated downloads without
+    reading whole scenes (about a millisecond per small file).
+
+    Returns:
+        The source's `RasterInfo`.
+
+    Raises:
+        RasterReadError: naming the first bad file.
+    """
+    with _RasterStack(source, band_names) as stack:
+        for path, dataset in zip(stack.paths, stack.datasets):
+            block_height, block_width = dataset.block_shapes[0]
+            row = (dataset.height - 1) // block_height * block_height
+            col = (dataset.width - 1) // block_width * block_width
+            last_block = Window(col, row, dataset.width - col, dataset.height - row)
+            try:
+                dataset.read(window=last_block)
+            except RasterioError as error:
+                raise _read_error(str(path), error) from error
+        return stack.info()
+
+
+def tile_windows(
+    height: int,
+    width: int,
+    tile_size: int | tuple[int, int],
+    stride: int | tuple[int, int] | None = None,
+    drop_incomplete: bool = True,
+) -> list[Window]:
+    """Windows that tile a (height, width) grid row by row.
+
+    Args:
+        height, width: Size of the grid in pixels.
+        tile_size: Tile side, or (tile height, tile width).
+        stride: Step between tile origins, or (row step, column step); defaults to `tile_size` (no overlap).
+        drop_incomplete: Leave out the tiles that would cross the right or bottom edge. When False those tiles are
+            kept, cut at the edge (smaller than `tile_size`); nothing is padded.
+
+    Returns:
+        `Window`s in row-major order of their origins.
+    """
+    tile_height, tile_width = (int(v) for v in _as_pair(tile_size, "tile_size"))
+    row_step, col_step = (int(v) for v in _as_pair(stride if stride is not None else tile_size, "stride"))
+    if min(tile_height, tile_width, row_step, col_step) < 1:
+        raise ValueError(f"tile_size and stride must be positive, got tile_size={tile_size}, stride={stride}.")
+
+    def origins(size: int, tile: int, step: int) -> list[int]:
+        last = size - tile if drop_incomplete else size - 1
+        return list(range(0, last + 1, step)) if last >= 0 else []
+
+    return [
+        Window(col, row, min(tile_width, width - col), min(tile_height, height - row))
+        for row in origins(height, tile_height, row_step)
+        for col in origins(width, tile_width, col_step)
+    ]
+
+
+def iter_tiles(
+    source: RasterSource,
+    tile_size: int | tuple[int, int],
+    stride: int | tuple[int, int] | None = None,
+    drop_incomplete: bool = True,
+    *,
+    band_names: Sequence[str] | None = None,
+    bands: Sequence[str] | None = None,
+    target_resolution: float | Sequence[float] | None = None,
+    resampling: str | Resampling = "bilinear",
+    nodata: float | None = None,
+) -> Iterator[RasterSample]:
+    """Yield the tiles of a scene one window at a time, each with its own georeferenced `transform`.
+
+    The files are opened once; each tile reads only its window. Per-band files are brought onto the common grid
+    as in `read_raster` (tile sizes and strides are in pixels of that grid).
+
+    Args:
+        source: A file, a sequence of per-band files or a folder.
+        tile_size, stride, drop_incomplete: See `tile_windows`.
+        band_names, bands, target_resolution, resampling, nodata: See `read_raster`.
+
+    Yields:
+        `RasterSample`s of shape (C, tile height, tile width); `sample.window` gives the tile's offsets.
+    """
+    with _RasterStack(source, band_names, bands, target_resolution, None, resampling, nodata) as stack:
+        windows = tile_windows(stack.grid.height, stack.grid.width, tile_size, stride, drop_incomplete)
+        if not windows:
+            logger.warning(
+                "%s: the %d x %d grid holds no complete %s tile.",
+                [str(p) for p in stack.paths],
+                stack.grid.height,
+                stack.grid.width,
+                tile_size,
+            )
+        for window in windows:
+            yield stack.read(window)
+
+
+__all__ = [
+    "EUROSAT_MS_BANDS",
+    "RASTER_SUFFIXES",
+    "SENTINEL2_13_BANDS",
+    "SENTINEL2_RESOLUTIONS_M",
+    "SIDECAR_SUFFIX",
+    "RasterInfo",
+    "RasterNotFoundError",
+    "RasterReadError",
+    "RasterSample",
+    "RasterSource",
+    "band_name_from_filename",
+    "check_raster",
+    "expand_source",
+    "iter_tiles",
+    "normalize_band_name",
+    "raster_info",
+    "read_raster",
+    "read_window",
+    "resolve_band_names",
+    "tile_windows",
+]
