@@ -34,7 +34,7 @@ import modeling_s2mae
 from modeling_s2mae import S2MAEConfig, S2MAEForPreTraining, S2MAEImageProcessor
 from modeling_s2mae.data import bigearthnet_folder, eurosat_folder, scene_tiles
 from modeling_s2mae.data.raster import RASTER_SUFFIXES
-from modeling_s2mae.data.training import RasterRecordDataset, collate_pixels
+from modeling_s2mae.data.training import PixelCollator, RasterRecordDataset
 
 logger = logging.getLogger("run_pretrain")
 
@@ -111,6 +111,10 @@ class DataArguments:
     augment: bool = field(default=True, metadata={"help": "RandomResizedCrop(0.2-1) + horizontal flip."})
     skip_bad_files: bool = field(default=False, metadata={"help": "Skip unreadable files (counted) instead of failing."})
     max_train_samples: int | None = field(default=None)
+    record_sample_ids: bool = field(
+        default=False,
+        metadata={"help": "Write the id of every training sample each process reads to output_dir/sample_ids.rank<N>."},
+    )
 
 
 def sample_run_requested(argv: list[str]) -> bool:
@@ -134,6 +138,8 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Tra
         data_args.scene_paths = [str(SAMPLE_DATA / "sentinel2_scene")]
     training_args.remove_unused_columns = False  # the collator needs pixel_mask
     training_args.ddp_find_unused_parameters = False
+    if not torch.cuda.is_available():
+        training_args.dataloader_pin_memory = False
     return model_args, data_args, training_args, sample_run
 
 
@@ -325,7 +331,9 @@ def main(argv: list[str] | None = None) -> dict:
         train_records, eval_records = split_records(records, data_args.validation_fraction, training_args.seed)
         if data_args.max_train_samples:
             train_records = train_records[: data_args.max_train_samples]
-        train_dataset = RasterRecordDataset(train_records, processor, augment=data_args.augment)
+        train_dataset = RasterRecordDataset(
+            train_records, processor, augment=data_args.augment, with_ids=data_args.record_sample_ids
+        )
         eval_dataset = RasterRecordDataset(eval_records, processor) if eval_records else None
         logger.info("%d training and %d validation samples.", len(train_records), len(eval_records))
     if eval_dataset is None:
@@ -341,7 +349,9 @@ def main(argv: list[str] | None = None) -> dict:
         args=training_args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
-        data_collator=collate_pixels,
+        data_collator=PixelCollator(
+            str(Path(training_args.output_dir) / "sample_ids") if data_args.record_sample_ids else None
+        ),
     )
     train_result = trainer.train(resume_from_checkpoint=resume)
     metrics = dict(train_result.metrics)

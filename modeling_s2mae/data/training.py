@@ -6,6 +6,7 @@ both; the flip is applied to the processed tensors.
 """
 
 import math
+import os
 import random
 from collections.abc import Sequence
 from typing import Any
@@ -90,6 +91,7 @@ class RasterRecordDataset(torch.utils.data.Dataset):
         augment: Apply RandomResizedCrop(scale 0.2-1.0) + horizontal flip (pretraining recipe).
         crop_scale: The area range of the random crop.
         with_labels: Return `labels` (int for single-label records, float multi-hot for multi-label ones).
+        with_ids: Return the record's `sample_id` (a string), for `PixelCollator(record_ids_to=...)`.
     """
 
     def __init__(
@@ -99,6 +101,7 @@ class RasterRecordDataset(torch.utils.data.Dataset):
         augment: bool = False,
         crop_scale: tuple[float, float] = (0.2, 1.0),
         with_labels: bool = False,
+        with_ids: bool = False,
     ):
         self.records = list(records)
         if not self.records:
@@ -107,6 +110,7 @@ class RasterRecordDataset(torch.utils.data.Dataset):
         self.augment = augment
         self.crop_scale = crop_scale
         self.with_labels = with_labels
+        self.with_ids = with_ids
 
     def __len__(self) -> int:
         return len(self.records)
@@ -123,6 +127,8 @@ class RasterRecordDataset(torch.utils.data.Dataset):
         item = sample_to_inputs(sample, self.processor, crop, flip)
         if self.with_labels:
             item["labels"] = record_labels(record)
+        if self.with_ids:
+            item["sample_id"] = str(record["id"])
         return item
 
 
@@ -135,7 +141,7 @@ def record_labels(record: dict[str, Any]) -> torch.Tensor:
     raise ValueError(f"Record {record.get('id')!r} has no 'label' or 'labels'.")
 
 
-def collate_pixels(batch: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+def collate_pixels(batch: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
     """Stack per-sample dicts into a batch: pixel_values (B, C, H, W), pixel_mask (B, H, W), labels (B, ...)."""
     if not batch:
         raise ValueError("Cannot collate an empty batch.")
@@ -143,7 +149,27 @@ def collate_pixels(batch: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.
     return {key: torch.stack([torch.as_tensor(item[key]) for item in batch]) for key in keys}
 
 
+class PixelCollator:
+    """`collate_pixels`, optionally logging the `sample_id` of every sample this process trains on.
+
+    With `record_ids_to`, each process appends the ids of its batches to `<record_ids_to>.rank<N>` (one id per
+    line), which shows how the data was sharded across processes; `sample_id` never reaches the model.
+    """
+
+    def __init__(self, record_ids_to: str | None = None):
+        self.record_ids_to = record_ids_to
+
+    def __call__(self, batch: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        ids = [item["sample_id"] for item in batch if "sample_id" in item]
+        if self.record_ids_to and ids:
+            rank = int(os.environ.get("RANK", "0"))
+            with open(f"{self.record_ids_to}.rank{rank}", "a", encoding="utf-8") as handle:
+                handle.writelines(f"{sample_id}\n" for sample_id in ids)
+        return collate_pixels([{k: v for k, v in item.items() if k != "sample_id"} for item in batch])
+
+
 __all__ = [
+    "PixelCollator",
     "RasterRecordDataset",
     "collate_pixels",
     "random_resized_crop_window",
