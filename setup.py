@@ -17,7 +17,7 @@ setup(
     packages=find_packages(include=["modeling_s2mae", "modeling_s2mae.*", "conversion", "conversion.*"]),
     package_data={"modeling_s2mae": ["py.typed"]},
     install_requires=[
-        "torch>=2.4,<2.14",
+        "torch>=2.5,<2.14",
         "transformers>=5.24,<6",
         "huggingface_hub>=1.0,<3",
         "safetensors>=0.5",

@@ -32,7 +32,14 @@ from transformers.trainer_utils import get_last_checkpoint
 
 import modeling_s2mae
 from modeling_s2mae import S2MAEConfig, S2MAEForPreTraining, S2MAEImageProcessor
-from modeling_s2mae.data import bigearthnet_folder, eurosat_folder, scene_tiles
+from modeling_s2mae.data import (
+    bigearthnet_folder,
+    eurosat_folder,
+    load_spectral_dataset,
+    raster_info,
+    scene_tiles,
+    to_model_inputs,
+)
 from modeling_s2mae.data.raster import RASTER_SUFFIXES
 from modeling_s2mae.data.training import PixelCollator, RasterRecordDataset
 
@@ -131,6 +138,8 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Tra
         model_args, data_args, training_args = parser.parse_json_file(os.path.abspath(argv[0]))
         return model_args, data_args, training_args, False
     defaults = SAMPLE_RUN_DEFAULTS if sample_run else ["--output_dir", "outputs/s2mae-pretrain"]
+    if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        defaults = [*defaults, "--use_cpu", "True"]  # several CPU processes (torchrun): DDP over gloo
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=defaults + argv)
     if sample_run:
         data_args.train_dir = [str(SAMPLE_DATA / "eurosat_ms"), str(SAMPLE_DATA / "sentinel2_tile")]
@@ -227,8 +236,6 @@ def raster_folder(folder: str, data_args: DataArguments):
 
 
 def _file_side(path: Path) -> int:
-    from modeling_s2mae.data import raster_info
-
     info = raster_info([path])
     return min(info.height, info.width)
 
@@ -244,21 +251,14 @@ def split_records(records: list[dict], fraction: float, seed: int) -> tuple[list
 
 
 def streamed_datasets(data_args: DataArguments, processor: S2MAEImageProcessor):
-    """Train / eval datasets streamed from a dataset in the s2mae Hub format."""
-    from modeling_s2mae.data.hub_format import load_spectral_dataset, to_model_inputs
+    """Train / eval datasets streamed from a dataset in the s2mae Hub format (repo id or local folder)."""
 
-    train = to_model_inputs(
-        load_spectral_dataset(data_args.dataset_name, split=data_args.dataset_train_split, streaming=True),
-        processor,
-        with_labels=False,
-    )
-    evaluation = None
-    if data_args.dataset_eval_split:
-        evaluation = to_model_inputs(
-            load_spectral_dataset(data_args.dataset_name, split=data_args.dataset_eval_split, streaming=True),
-            processor,
-            with_labels=False,
-        )
+    def stream(split: str, with_ids: bool):
+        dataset = load_spectral_dataset(data_args.dataset_name, split=split, streaming=True)
+        return to_model_inputs(dataset, processor, with_labels=False, with_ids=with_ids)
+
+    train = stream(data_args.dataset_train_split, data_args.record_sample_ids)
+    evaluation = stream(data_args.dataset_eval_split, False) if data_args.dataset_eval_split else None
     return train, evaluation
 
 

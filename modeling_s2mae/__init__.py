@@ -4,8 +4,17 @@ Importing this package registers S2MAE with `AutoConfig`, `AutoModel`, `AutoMode
 `AutoModelForImageClassification` and `AutoImageProcessor`.
 """
 
-from .configuration_s2mae import S2MAE_PRESETS, SENTINEL2_BANDS, SENTINEL2_WAVELENGTHS_NM, S2MAEConfig
+from .configuration_s2mae import (
+    EUROSAT_MS_BANDS,
+    S2MAE_PRESETS,
+    SENTINEL2_13_BANDS,
+    SENTINEL2_BANDS,
+    SENTINEL2_WAVELENGTHS_NM,
+    S2MAEConfig,
+)
+from .hub import prepare_for_remote_code, save_with_remote_code
 from .image_processing_s2mae import S2MAEImageProcessor
+from .model_card import write_model_card
 from .modeling_s2mae import (
     S2MAEForImageClassification,
     S2MAEForPreTraining,
@@ -21,6 +30,11 @@ register_auto_classes()
 __version__ = "0.1.0"
 
 __all__ = [
+    "EUROSAT_MS_BANDS",
+    "SENTINEL2_13_BANDS",
+    "prepare_for_remote_code",
+    "save_with_remote_code",
+    "write_model_card",
     "S2MAEConfig",
     "S2MAEForImageClassification",
     "S2MAEForPreTraining",

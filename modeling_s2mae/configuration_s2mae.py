@@ -18,6 +18,16 @@ SENTINEL2_BANDS: tuple[str, ...] = (
 )  # fmt: skip
 """The 12 Sentinel-2 bands S2MAE is pretrained on (B10, the cirrus band, dropped), in the model's order."""
 
+SENTINEL2_13_BANDS: tuple[str, ...] = (
+    "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12",
+)  # fmt: skip
+"""All 13 Sentinel-2 bands in the usual file order (B8A right after B08, B10 at index 10), e.g. Copernicus-FM tiles."""
+
+EUROSAT_MS_BANDS: tuple[str, ...] = (
+    "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12", "B8A",
+)  # fmt: skip
+"""Band order of the 13-band EuroSAT-MS GeoTIFFs: B8A is the LAST band (index 12); index 8 is B09."""
+
 SENTINEL2_WAVELENGTHS_NM: tuple[float, ...] = (
     442.7, 492.4, 559.8, 664.6, 704.1, 740.5, 782.8, 832.8, 864.7, 945.1, 1613.7, 2202.4,
 )  # fmt: skip
@@ -70,6 +80,8 @@ class S2MAEConfig(PreTrainedConfig):
         norm_pix_loss: Normalise each target cube by its own mean and std before the MSE.
         pooling: "mean" over all tokens, or "mean_skip_first" (tokens 1..L-1, for parity with original
             fine-tuned classifiers).
+        use_final_layernorm: Apply a LayerNorm to every token after the last encoder block (MAE encoders). Original
+            fine-tuned classifiers have none: they pool the raw block outputs and normalise only the pooled vector.
         classifier_dropout: Dropout before the classification head.
     """
 
@@ -101,6 +113,7 @@ class S2MAEConfig(PreTrainedConfig):
     position_embedding_type: Literal["separable", "joint", "sincos"] = "separable"
     norm_pix_loss: bool = False
     pooling: Literal["mean", "mean_skip_first"] = "mean"
+    use_final_layernorm: bool = True
     classifier_dropout: float | int = 0.0
 
     def __post_init__(self, **kwargs: Any) -> None:
@@ -222,4 +235,11 @@ class S2MAEConfig(PreTrainedConfig):
         return cls(**{**copy.deepcopy(S2MAE_PRESETS[name]), **overrides})
 
 
-__all__ = ["S2MAEConfig", "S2MAE_PRESETS", "SENTINEL2_BANDS", "SENTINEL2_WAVELENGTHS_NM"]
+__all__ = [
+    "EUROSAT_MS_BANDS",
+    "S2MAEConfig",
+    "S2MAE_PRESETS",
+    "SENTINEL2_13_BANDS",
+    "SENTINEL2_BANDS",
+    "SENTINEL2_WAVELENGTHS_NM",
+]

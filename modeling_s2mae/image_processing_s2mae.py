@@ -26,19 +26,9 @@ import torch.nn.functional as F
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 from transformers.utils import TensorType, logging
 
-from .configuration_s2mae import SENTINEL2_BANDS, S2MAEConfig
+from .configuration_s2mae import EUROSAT_MS_BANDS, SENTINEL2_13_BANDS, SENTINEL2_BANDS, S2MAEConfig
 
 logger = logging.get_logger(__name__)
-
-EUROSAT_MS_BAND_ORDER: tuple[str, ...] = (
-    "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12", "B8A",
-)  # fmt: skip
-"""Band order of the 13-band EuroSAT-MS GeoTIFFs: B8A is the LAST band (index 12); index 8 is B09."""
-
-SENTINEL2_L1C_BAND_ORDER: tuple[str, ...] = (
-    "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12",
-)  # fmt: skip
-"""The usual 13-band Sentinel-2 L1C order (B8A right after B08, B10 at index 10), e.g. the T60HWB sample tile."""
 
 FMOW_SENTINEL_BAND_MEAN: dict[str, float] = {
     "B01": 1370.19, "B02": 1184.38, "B03": 1120.77, "B04": 1136.26, "B05": 1263.74, "B06": 1645.40,
@@ -77,7 +67,8 @@ INPUT_DATA_FORMATS: tuple[str, ...] = ("channels_first", "channels_last")
 
 _SCALINGS_WITH_STATS = ("standardize", "sigma")
 _SCALINGS_IN_UNIT_RANGE = ("minmax", "reflectance", "sigma")
-_SIGMA_RANGE = 2.0  # "sigma" maps [mean - 2 std, mean + 2 std] onto [0, 1]
+SIGMA_RANGE = 2.0
+"""The "sigma" scaling maps [mean - SIGMA_RANGE * std, mean + SIGMA_RANGE * std] onto [0, 1]."""
 _TORCH_MODES = {"bilinear": "bilinear", "bicubic": "bicubic", "nearest": "nearest-exact", "area": "area"}
 _SERVICE_KWARGS = ("image_processor_type", "processor_class", "auto_map")
 
@@ -107,7 +98,7 @@ class S2MAEImageProcessor(BaseImageProcessor):
     Args:
         band_names: Bands the model expects, in its order (`S2MAEConfig.band_names`). Defaults to the 12
             Sentinel-2 bands B01..B12 without B10, B8A after B08.
-        input_band_names: Default names of the input's bands, in the input's order (e.g. `EUROSAT_MS_BAND_ORDER`
+        input_band_names: Default names of the input's bands, in the input's order (e.g. `EUROSAT_MS_BANDS`
             for EuroSAT-MS files). Can be overridden per call. If `None`, an input must have exactly
             `len(band_names)` bands, already in the model's order.
         size: Side of the square output in pixels (the model's `image_size`). Non-square inputs are stretched.
@@ -133,7 +124,7 @@ class S2MAEImageProcessor(BaseImageProcessor):
         minmax_eps: The eps of "minmax" scaling.
 
     Example:
-        >>> processor = S2MAEImageProcessor(input_band_names=EUROSAT_MS_BAND_ORDER)
+        >>> processor = S2MAEImageProcessor(input_band_names=EUROSAT_MS_BANDS)
         >>> inputs = processor(tile, return_tensors="pt")  # tile: (13, 64, 64) uint16 from a EuroSAT-MS file
         >>> inputs["pixel_values"].shape, inputs["pixel_mask"].shape
         (torch.Size([1, 12, 128, 128]), torch.Size([1, 128, 128]))
@@ -371,8 +362,8 @@ class S2MAEImageProcessor(BaseImageProcessor):
         mean, std = mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
         if scaling == "standardize":
             return (images - mean) / std
-        low = mean - _SIGMA_RANGE * std
-        return ((images - low) / (2 * _SIGMA_RANGE * std)).clamp(0.0, 1.0)
+        low = mean - SIGMA_RANGE * std
+        return ((images - low) / (2 * SIGMA_RANGE * std)).clamp(0.0, 1.0)
 
 
 def _check_band_names(names: Sequence[str], what: str) -> list[str]:
@@ -540,11 +531,12 @@ def _group_by_shape(images: list[torch.Tensor]) -> list[tuple[int, list[torch.Te
 __all__ = [
     "EUROSAT_BAND_MEAN",
     "EUROSAT_BAND_STD",
-    "EUROSAT_MS_BAND_ORDER",
+    "EUROSAT_MS_BANDS",
     "FMOW_SENTINEL_BAND_MEAN",
     "FMOW_SENTINEL_BAND_STD",
     "RESAMPLE_MODES",
     "SCALING_METHODS",
-    "SENTINEL2_L1C_BAND_ORDER",
+    "SENTINEL2_13_BANDS",
+    "SIGMA_RANGE",
     "S2MAEImageProcessor",
 ]

@@ -27,7 +27,8 @@ class S2MAEModelOutput(ModelOutput):
     """Output of `S2MAEModel`.
 
     Args:
-        last_hidden_state: (B, L, D) token features after the final LayerNorm; (B, K, D) when masking was applied.
+        last_hidden_state: (B, L, D) token features after the final LayerNorm (if `config.use_final_layernorm`);
+            (B, K, D) when masking was applied.
         pooler_output: (B, D) mean over (valid) tokens followed by LayerNorm; None without a pooling layer.
         mask: (B, L), 1 for hidden tokens and 0 for visible ones, when masking was applied.
         ids_restore: (B, L), the permutation restoring token order, when masking was applied.
@@ -303,7 +304,7 @@ class S2MAEBlockStack(nn.Module):
 
     def __init__(self, config: S2MAEConfig, dims: BlockDims, depth: int, drop_path_rate: float = 0.0):
         super().__init__()
-        rates = torch.linspace(0, drop_path_rate, depth).tolist() if depth > 0 else []
+        rates = [drop_path_rate * index / max(depth - 1, 1) for index in range(depth)]  # linear in depth
         self.layers = nn.ModuleList([S2MAELayer(config, dims, rate) for rate in rates])
 
     def forward(
@@ -421,13 +422,19 @@ class S2MAEPreTrainedModel(PreTrainedModel):
 class S2MAEModel(S2MAEPreTrainedModel):
     """The S2MAE encoder: cube embedding, position tables, transformer blocks, final LayerNorm and pooler."""
 
+    # loading a pretraining checkpoint: its decoder is not needed, and the pooler norm starts as the identity
+    _keys_to_ignore_on_load_unexpected = [r"^decoder\."]
+    _keys_to_ignore_on_load_missing = [r"^pooler\.layernorm\."]
+
     def __init__(self, config: S2MAEConfig, add_pooling_layer: bool = True):
         super().__init__(config)
         self.embeddings = S2MAEEmbeddings(config)
         self.encoder = S2MAEBlockStack(
             config, BlockDims.encoder(config), config.num_hidden_layers, config.drop_path_rate
         )
-        self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.layernorm = (
+            nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.use_final_layernorm else nn.Identity()
+        )
         self.pooler = S2MAEPooler(config) if add_pooling_layer else None
         self.post_init()
 

@@ -14,12 +14,12 @@ from modeling_s2mae.configuration_s2mae import SENTINEL2_BANDS, S2MAEConfig
 from modeling_s2mae.image_processing_s2mae import (
     EUROSAT_BAND_MEAN,
     EUROSAT_BAND_STD,
-    EUROSAT_MS_BAND_ORDER,
+    EUROSAT_MS_BANDS,
     FMOW_SENTINEL_BAND_MEAN,
     FMOW_SENTINEL_BAND_STD,
     RESAMPLE_MODES,
     SCALING_METHODS,
-    SENTINEL2_L1C_BAND_ORDER,
+    SENTINEL2_13_BANDS,
     S2MAEImageProcessor,
 )
 
@@ -47,7 +47,7 @@ def eurosat_tile(eurosat_tiles: list[np.ndarray]) -> np.ndarray:
 
 @pytest.fixture
 def processor() -> S2MAEImageProcessor:
-    return S2MAEImageProcessor(input_band_names=EUROSAT_MS_BAND_ORDER)
+    return S2MAEImageProcessor(input_band_names=EUROSAT_MS_BANDS)
 
 
 def minmax(band: np.ndarray, eps: float = 1e-6) -> np.ndarray:
@@ -55,7 +55,7 @@ def minmax(band: np.ndarray, eps: float = 1e-6) -> np.ndarray:
     return (band - band.min()) / (band.max() - band.min() + eps)
 
 
-def file_band(tile: np.ndarray, name: str, order: tuple[str, ...] = EUROSAT_MS_BAND_ORDER) -> np.ndarray:
+def file_band(tile: np.ndarray, name: str, order: tuple[str, ...] = EUROSAT_MS_BANDS) -> np.ndarray:
     return tile[order.index(name)]
 
 
@@ -64,15 +64,15 @@ def file_band(tile: np.ndarray, name: str, order: tuple[str, ...] = EUROSAT_MS_B
 
 
 def test_band_order_constants():
-    assert EUROSAT_MS_BAND_ORDER[12] == "B8A" and EUROSAT_MS_BAND_ORDER[8] == "B09"
-    assert EUROSAT_MS_BAND_ORDER[9] == "B10"
-    assert SENTINEL2_L1C_BAND_ORDER[8] == "B8A" and SENTINEL2_L1C_BAND_ORDER[10] == "B10"
-    assert sorted(EUROSAT_MS_BAND_ORDER) == sorted(SENTINEL2_L1C_BAND_ORDER)
+    assert EUROSAT_MS_BANDS[12] == "B8A" and EUROSAT_MS_BANDS[8] == "B09"
+    assert EUROSAT_MS_BANDS[9] == "B10"
+    assert SENTINEL2_13_BANDS[8] == "B8A" and SENTINEL2_13_BANDS[10] == "B10"
+    assert sorted(EUROSAT_MS_BANDS) == sorted(SENTINEL2_13_BANDS)
     assert S2MAEImageProcessor().band_names == list(SENTINEL2_BANDS)
 
 
 def test_band_statistics_follow_the_documented_order():
-    assert set(FMOW_SENTINEL_BAND_MEAN) == set(FMOW_SENTINEL_BAND_STD) == set(SENTINEL2_L1C_BAND_ORDER)
+    assert set(FMOW_SENTINEL_BAND_MEAN) == set(FMOW_SENTINEL_BAND_STD) == set(SENTINEL2_13_BANDS)
     assert set(EUROSAT_BAND_MEAN) == set(EUROSAT_BAND_STD) == set(SENTINEL2_BANDS)  # no B10
     # The method doc lists 13 values with B8A after B08 and B10 at index 10.
     assert FMOW_SENTINEL_BAND_MEAN["B8A"] == 1972.62 and FMOW_SENTINEL_BAND_MEAN["B09"] == 582.73
@@ -118,7 +118,7 @@ def test_t60hwb_crop_with_band_descriptions(sample_data):
         names = dataset.descriptions
         assert dataset.nodata == 0 and dataset.crs is not None and dataset.count == 13
         assert (dataset.width, dataset.height) == (128, 128)
-    assert names == SENTINEL2_L1C_BAND_ORDER
+    assert names == SENTINEL2_13_BANDS
     processor = S2MAEImageProcessor(input_band_names=names, nodata=0, scaling="reflectance")
     out = processor(tile, return_tensors="np")
     assert out["pixel_values"].shape == (1, 12, 128, 128)
@@ -126,7 +126,7 @@ def test_t60hwb_crop_with_band_descriptions(sample_data):
         np.testing.assert_allclose(out["pixel_values"][0, index] * 10000, file_band(tile, name, names), rtol=1e-6)
     np.testing.assert_array_equal(out["pixel_mask"], 1)  # the crop holds no nodata pixel
     # The same tile with EuroSAT's order declared gives different bands: the names decide, not the positions.
-    wrong = S2MAEImageProcessor(input_band_names=EUROSAT_MS_BAND_ORDER, scaling="reflectance")(tile, size=128)
+    wrong = S2MAEImageProcessor(input_band_names=EUROSAT_MS_BANDS, scaling="reflectance")(tile, size=128)
     assert not np.allclose(wrong["pixel_values"][0][8], out["pixel_values"][0, 8])
 
 
@@ -217,7 +217,7 @@ def test_reflectance_is_clipped(processor, eurosat_tile):
     assert above.any()
     np.testing.assert_array_equal(out[8][above], 1)
     offset = S2MAEImageProcessor(
-        input_band_names=EUROSAT_MS_BAND_ORDER, scaling="reflectance", reflectance_offset=-1000
+        input_band_names=EUROSAT_MS_BANDS, scaling="reflectance", reflectance_offset=-1000
     )
     shifted = offset(eurosat_tile, size=64, return_tensors="np")["pixel_values"][0]
     np.testing.assert_allclose(shifted[8], np.clip((eurosat_tile[12] - 1000.0) / 10000, 0, 1), rtol=1e-6)
@@ -225,7 +225,7 @@ def test_reflectance_is_clipped(processor, eurosat_tile):
 
 def test_standardize_uses_stored_statistics(eurosat_tile):
     processor = S2MAEImageProcessor(
-        input_band_names=EUROSAT_MS_BAND_ORDER,
+        input_band_names=EUROSAT_MS_BANDS,
         scaling="standardize",
         band_mean=EUROSAT_BAND_MEAN,
         band_std=EUROSAT_BAND_STD,
@@ -239,7 +239,7 @@ def test_standardize_uses_stored_statistics(eurosat_tile):
 
 def test_sigma_scaling_in_unit_range(eurosat_tile):
     processor = S2MAEImageProcessor(
-        input_band_names=EUROSAT_MS_BAND_ORDER,
+        input_band_names=EUROSAT_MS_BANDS,
         scaling="sigma",
         band_mean=FMOW_SENTINEL_BAND_MEAN,
         band_std=FMOW_SENTINEL_BAND_STD,
@@ -251,13 +251,13 @@ def test_sigma_scaling_in_unit_range(eurosat_tile):
     expected = np.clip((eurosat_tile[12] - low) / (4 * FMOW_SENTINEL_BAND_STD[name]), 0, 1)
     np.testing.assert_allclose(out[8], expected, rtol=1e-5, atol=1e-6)
     # A value equal to the band's mean lands in the middle.
-    at_mean = np.stack([np.full((4, 4), FMOW_SENTINEL_BAND_MEAN[n]) for n in EUROSAT_MS_BAND_ORDER])
+    at_mean = np.stack([np.full((4, 4), FMOW_SENTINEL_BAND_MEAN[n]) for n in EUROSAT_MS_BANDS])
     np.testing.assert_allclose(processor(at_mean, size=4, return_tensors="np")["pixel_values"], 0.5, atol=1e-6)
 
 
 def test_statistics_are_looked_up_by_name_not_position(eurosat_tile):
     reversed_mean = dict(reversed(list(EUROSAT_BAND_MEAN.items())))
-    kwargs = {"input_band_names": EUROSAT_MS_BAND_ORDER, "scaling": "standardize", "band_std": EUROSAT_BAND_STD}
+    kwargs = {"input_band_names": EUROSAT_MS_BANDS, "scaling": "standardize", "band_std": EUROSAT_BAND_STD}
     first = S2MAEImageProcessor(band_mean=EUROSAT_BAND_MEAN, **kwargs)(eurosat_tile, return_tensors="np")
     second = S2MAEImageProcessor(band_mean=reversed_mean, **kwargs)(eurosat_tile, return_tensors="np")
     np.testing.assert_array_equal(first["pixel_values"], second["pixel_values"])
@@ -308,13 +308,13 @@ def test_antialias_when_downsampling():
 
 def test_nodata_and_nan_are_filled_and_masked(eurosat_tile):
     image = eurosat_tile.astype(np.float32)
-    image[EUROSAT_MS_BAND_ORDER.index("B03"), 5, 7] = 0  # nodata in one band only
-    image[EUROSAT_MS_BAND_ORDER.index("B8A"), 10, 20] = np.nan
-    image[EUROSAT_MS_BAND_ORDER.index("B12"), 30, 31] = np.inf
-    image[EUROSAT_MS_BAND_ORDER.index("B10"), 40, 40] = np.nan  # a dropped band: does not invalidate the pixel
+    image[EUROSAT_MS_BANDS.index("B03"), 5, 7] = 0  # nodata in one band only
+    image[EUROSAT_MS_BANDS.index("B8A"), 10, 20] = np.nan
+    image[EUROSAT_MS_BANDS.index("B12"), 30, 31] = np.inf
+    image[EUROSAT_MS_BANDS.index("B10"), 40, 40] = np.nan  # a dropped band: does not invalidate the pixel
     invalid = np.zeros((64, 64), dtype=bool)
     invalid[5, 7] = invalid[10, 20] = invalid[30, 31] = True
-    processor = S2MAEImageProcessor(input_band_names=EUROSAT_MS_BAND_ORDER, nodata=0)
+    processor = S2MAEImageProcessor(input_band_names=EUROSAT_MS_BANDS, nodata=0)
     for scaling in ("minmax", "reflectance"):
         out = processor(image, scaling=scaling, size=64, return_tensors="np")
         values, mask = out["pixel_values"][0], out["pixel_mask"][0]
@@ -338,7 +338,7 @@ def test_nodata_and_nan_are_filled_and_masked(eurosat_tile):
 def test_nodata_outliers_do_not_stretch_minmax(eurosat_tile):
     image = eurosat_tile.copy()
     image[:, :4, :4] = 65535
-    clean = S2MAEImageProcessor(input_band_names=EUROSAT_MS_BAND_ORDER, size=64)
+    clean = S2MAEImageProcessor(input_band_names=EUROSAT_MS_BANDS, size=64)
     with_nodata = clean(image, nodata=65535, return_tensors="np")  # per-call nodata
     assert with_nodata["pixel_mask"][0, :4, :4].sum() == 0
     assert with_nodata["pixel_values"][0, :, 4:, 4:].max() > 0.99
@@ -347,7 +347,7 @@ def test_nodata_outliers_do_not_stretch_minmax(eurosat_tile):
 
 
 def test_fully_invalid_image_raises(eurosat_tile):
-    processor = S2MAEImageProcessor(input_band_names=EUROSAT_MS_BAND_ORDER, nodata=0)
+    processor = S2MAEImageProcessor(input_band_names=EUROSAT_MS_BANDS, nodata=0)
     with pytest.raises(ValueError, match=r"Images \[1\].*no valid pixel"):
         processor([eurosat_tile, np.zeros_like(eurosat_tile)])
     with pytest.raises(ValueError, match="no valid pixel"):
@@ -363,12 +363,12 @@ def test_fully_invalid_image_raises(eurosat_tile):
 
 
 def test_missing_band_is_named(eurosat_tile):
-    names = [name if name != "B8A" else "B10b" for name in EUROSAT_MS_BAND_ORDER]
+    names = [name if name != "B8A" else "B10b" for name in EUROSAT_MS_BANDS]
     processor = S2MAEImageProcessor(input_band_names=names)
     with pytest.raises(ValueError, match=r"\['B8A'\].*missing"):
         processor(eurosat_tile)
     with pytest.raises(ValueError, match=r"\['B8A', 'B09'\].*missing"):
-        S2MAEImageProcessor()(eurosat_tile[:11], input_band_names=EUROSAT_MS_BAND_ORDER[:8] + ("B10", "B11", "B12"))
+        S2MAEImageProcessor()(eurosat_tile[:11], input_band_names=EUROSAT_MS_BANDS[:8] + ("B10", "B11", "B12"))
 
 
 def test_wrong_band_count_raises(processor, eurosat_tile):
@@ -462,7 +462,7 @@ def test_unknown_argument_raises():
 def test_save_and_load_round_trip(tmp_path, eurosat_tile):
     processor = S2MAEImageProcessor(
         band_names=["B02", "B03", "B04", "B8A", "B11", "B12"],
-        input_band_names=EUROSAT_MS_BAND_ORDER,
+        input_band_names=EUROSAT_MS_BANDS,
         size=32,
         resample="bicubic",
         scaling="sigma",
@@ -475,7 +475,7 @@ def test_save_and_load_round_trip(tmp_path, eurosat_tile):
     saved = json.loads((tmp_path / "preprocessor_config.json").read_text())
     assert saved["image_processor_type"] == "S2MAEImageProcessor"
     assert saved["band_mean"]["B8A"] == EUROSAT_BAND_MEAN["B8A"] and saved["nodata"] == 0
-    assert saved["input_band_names"] == list(EUROSAT_MS_BAND_ORDER)
+    assert saved["input_band_names"] == list(EUROSAT_MS_BANDS)
 
     loaded = S2MAEImageProcessor.from_pretrained(tmp_path)
     for name in (
@@ -503,7 +503,7 @@ def test_round_trip_keeps_none_values(tmp_path):
 
 def test_from_model_config(eurosat_tile):
     config = S2MAEConfig(band_names=["B04", "B03", "B02"], image_size=64, spectral_patch_size=3)
-    processor = S2MAEImageProcessor.from_model_config(config, input_band_names=EUROSAT_MS_BAND_ORDER, nodata=0)
+    processor = S2MAEImageProcessor.from_model_config(config, input_band_names=EUROSAT_MS_BANDS, nodata=0)
     assert processor.band_names == ["B04", "B03", "B02"] and processor.size == 64 and processor.nodata == 0
     out = processor(eurosat_tile, scaling="reflectance", return_tensors="np")["pixel_values"][0]
     np.testing.assert_allclose(out[0] * 10000, eurosat_tile[3], rtol=1e-6)  # B04 first

@@ -124,3 +124,29 @@ def test_bad_data_folders_get_clear_errors(tmp_path):
         run_pretrain.main(["--train_dir", str(empty), "--output_dir", str(tmp_path / "out")])
     with pytest.raises(ValueError, match="is not a folder"):
         run_pretrain.main(["--train_dir", str(tmp_path / "missing"), "--output_dir", str(tmp_path / "out")])
+
+
+def test_two_cpu_ranks_stream_disjoint_shards_and_save(tmp_path):
+    """torchrun with 2 processes (gloo): each rank reads its own parquet shards of a local Hub-style dataset."""
+    from modeling_s2mae.data import eurosat_folder, write_hub_dataset
+
+    dataset = tmp_path / "hub-dataset"
+    write_hub_dataset(eurosat_folder(REPO_ROOT / "sample_data" / "eurosat_ms"), dataset, rows_per_shard=3)
+    output = tmp_path / "ddp"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+        str(SCRIPT), "--dataset_name", str(dataset), "--max_steps", "3", "--per_device_train_batch_size", "1",
+        "--record_sample_ids", "--config_overrides", TINY, "--image_size", "32", "--save_steps", "3",
+        "--output_dir", str(output),
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+
+    seen = [set((output / f"sample_ids.rank{rank}").read_text().split()) for rank in (0, 1)]
+    assert seen[0] and seen[1]
+    assert not seen[0] & seen[1], "two ranks trained on the same sample"
+    all_ids = {record["id"] for record in eurosat_folder(REPO_ROOT / "sample_data" / "eurosat_ms")}
+    assert seen[0] | seen[1] == all_ids, "3 steps x 2 ranks x batch 1 cover the 6 samples once"
+    assert (output / "model.safetensors").exists() and (output / "checkpoint-3").is_dir()
+    assert AutoModelForPreTraining.from_pretrained(output).config.image_size == 32

@@ -3,6 +3,9 @@
 - `raster`: `read_raster`, `read_window`, `iter_tiles` and friends return `RasterSample`s, arrays of shape (C, H, W)
   whose bands are named (EuroSAT stores B8A last, most sources after B08: always select bands by name).
 - `builders`: `eurosat_folder`, `bigearthnet_folder`, `scene_tiles` list a dataset as records; `load_record` reads one.
+- `hub_format`: sharded-parquet Hub datasets of GeoTIFF bytes (`write_hub_dataset`, `load_spectral_dataset`,
+  `decode_row`, `to_model_inputs`).
+- `training`: `RasterRecordDataset`, the pretraining augmentation and `PixelCollator`, for `Trainer`.
 """
 
 from .builders import (
@@ -16,6 +19,20 @@ from .builders import (
     eurosat_folder,
     load_record,
     scene_tiles,
+)
+from .hub_format import (
+    DEFAULT_ROWS_PER_SHARD,
+    FORMAT_NAME,
+    MULTI_LABEL,
+    SINGLE_LABEL,
+    LabelInfo,
+    WrittenSplit,
+    decode_row,
+    label_info,
+    load_spectral_dataset,
+    push_hub_dataset,
+    to_model_inputs,
+    write_hub_dataset,
 )
 from .raster import (
     EUROSAT_MS_BANDS,
@@ -39,8 +56,24 @@ from .raster import (
     resolve_band_names,
     tile_windows,
 )
+from .training import PixelCollator, RasterRecordDataset, collate_pixels
 
 __all__ = [
+    "DEFAULT_ROWS_PER_SHARD",
+    "FORMAT_NAME",
+    "LabelInfo",
+    "MULTI_LABEL",
+    "PixelCollator",
+    "RasterRecordDataset",
+    "SINGLE_LABEL",
+    "WrittenSplit",
+    "collate_pixels",
+    "decode_row",
+    "label_info",
+    "load_spectral_dataset",
+    "push_hub_dataset",
+    "to_model_inputs",
+    "write_hub_dataset",
     "BIGEARTHNET_19_CLASSES",
     "BIGEARTHNET_43_CLASSES",
     "BIGEARTHNET_43_TO_19",

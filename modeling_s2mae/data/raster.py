@@ -34,22 +34,12 @@ from rasterio.io import DatasetReader
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from ..configuration_s2mae import SENTINEL2_BANDS
+from ..configuration_s2mae import EUROSAT_MS_BANDS, SENTINEL2_13_BANDS, SENTINEL2_BANDS
 
 logger = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike[str]
 RasterSource = PathLike | Sequence[PathLike]
-
-SENTINEL2_13_BANDS: tuple[str, ...] = (
-    "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12",
-)  # fmt: skip
-"""All 13 Sentinel-2 bands in the usual order (B8A right after B08), e.g. the layout of Copernicus-FM tiles."""
-
-EUROSAT_MS_BANDS: tuple[str, ...] = (
-    "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12", "B8A",
-)  # fmt: skip
-"""Band order of the EuroSAT-MS GeoTIFFs: B01..B12 with **B8A last** (index 8 is B09, index 12 is B8A)."""
 
 SENTINEL2_RESOLUTIONS_M: dict[str, int] = {
     "B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20,

@@ -1,0 +1,77 @@
+"""The model benchmark runs, and it compares S2MAE with a VideoMAE configured alike."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from modeling_s2mae import S2MAEConfig
+
+
+@pytest.fixture(scope="module")
+def bench_model():
+    """benchmarks/bench_model.py as a module (benchmarks/ is not a package), run on one thread.
+
+    One thread keeps the tiny steps fast on a busy machine, where two OpenMP threads wait on each other.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_model.py"
+    spec = importlib.util.spec_from_file_location("bench_model", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+    torch.set_num_threads(threads)
+
+
+def tiny_config() -> S2MAEConfig:
+    """6 bands at 16 px, cubes 3 x 8 x 8: 8 tokens of 192 values, half of them hidden."""
+    return S2MAEConfig(
+        image_size=16,
+        num_channels=6,
+        hidden_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=192,
+        decoder_hidden_size=32,
+        decoder_num_hidden_layers=1,
+        decoder_num_attention_heads=2,
+        decoder_intermediate_size=64,
+        mask_ratio=0.5,
+        attn_implementation="sdpa",
+    )
+
+
+@pytest.mark.parametrize("task", ["pretraining", "inference"])
+def test_measure_returns_positive_numbers_for_models_configured_alike(bench_model, task):
+    config = tiny_config()
+    result = bench_model.measure(task, config, batch_size=2, steps=1, warmup=0, rounds=1)
+
+    assert result.s2mae_samples_per_s > 0 and result.videomae_samples_per_s > 0
+    assert result.ratio == pytest.approx(result.s2mae_samples_per_s / result.videomae_samples_per_s)
+    assert result.s2mae_peak_mib > 0 and result.videomae_peak_mib > 0
+    assert result.num_tokens == (config.num_tokens, config.num_tokens) == (8, 8)
+    assert result.values_per_token == (config.cube_dim, config.cube_dim) == (192, 192)
+    if task == "pretraining":
+        hidden = config.num_tokens - config.num_kept_tokens()
+        assert result.masked_per_sample == (hidden, hidden)
+    ours, theirs = result.encoder_parameters
+    assert abs(ours - theirs) / theirs < 0.01
+
+
+def test_videomae_config_matches_the_transformer_sizes_and_attention(bench_model):
+    config = bench_model.benchmark_config("vit-b")
+    videomae = bench_model.videomae_config_like(config)
+    for name in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "layer_norm_eps"):
+        assert getattr(videomae, name) == getattr(config, name), name
+    for name in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"):
+        assert getattr(videomae, f"decoder_{name}") == getattr(config, f"decoder_{name}"), name
+    assert videomae.num_frames * videomae.num_channels == config.num_channels == 12
+    assert videomae.tubelet_size == 1 and videomae.patch_size == config.patch_size == 8
+    assert videomae.norm_pix_loss == config.norm_pix_loss
+    assert videomae._attn_implementation == config._attn_implementation == "sdpa"
+    assert config.num_tokens - config.num_kept_tokens() == 1024 - int(1024 * 0.1)
