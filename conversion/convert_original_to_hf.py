@@ -61,9 +61,6 @@ DEFAULT_TOLERANCE = 1e-4
 
 DEFAULT_DECODER_NUM_HEADS = 16
 
-FINAL_LAYERNORM_FIELD = "use_final_layernorm"
-"""S2MAEConfig field that removes the LayerNorm over every encoder token. Original fine-tuned classifiers have no
-such norm (their only final norm comes after pooling), so converting them needs it set to False."""
 
 _BLOCK_RULES: tuple[tuple[str, str], ...] = (
     ("norm1.{p}", "layernorm_before.{p}"),
@@ -512,7 +509,7 @@ def infer_config(
             position_embedding_type="joint",
             pooling="mean_skip_first",
             num_labels=labels,
-            **_final_layernorm_off(),
+            use_final_layernorm=False,  # original classifiers normalise only the pooled vector
         )
 
     fields["image_size"] = inferred_size
@@ -531,18 +528,6 @@ def infer_config(
         return S2MAEConfig(**fields)
     except ValueError as error:
         raise ConversionError(f"The inferred architecture is not a valid S2MAEConfig: {error}") from None
-
-
-def _final_layernorm_off() -> dict[str, bool]:
-    """Config fields making the encoder skip its per-token final LayerNorm, as original classifiers do."""
-    if FINAL_LAYERNORM_FIELD not in {field.name for field in dataclasses.fields(S2MAEConfig)}:
-        raise ConversionError(
-            "Original fine-tuned classifiers apply no LayerNorm to the tokens before pooling (blocks -> mean over "
-            "tokens 1..L-1 -> norm -> head), but this version of S2MAEModel always applies `s2mae.layernorm` to every "
-            f"token before its pooler. Exact conversion needs the S2MAEConfig option `{FINAL_LAYERNORM_FIELD}=False` "
-            "(S2MAEModel.layernorm becomes nn.Identity), which this installed modeling_s2mae does not have."
-        )
-    return {FINAL_LAYERNORM_FIELD: False}
 
 
 # ----------------------------------------------------------------------------------------------------- model + parity

@@ -2,18 +2,15 @@
 
 import argparse
 import collections
-import dataclasses
 import json
 
 import pytest
 import torch
-from torch import nn
 from transformers import AutoImageProcessor, AutoModel, AutoModelForImageClassification, AutoModelForPreTraining
 
 import modeling_s2mae  # importing registers the Auto classes
 from conversion import original_reference as reference
 from conversion.convert_original_to_hf import (
-    FINAL_LAYERNORM_FIELD,
     ConversionError,
     build_model,
     compare_with_reference,
@@ -31,7 +28,6 @@ from modeling_s2mae import S2MAEConfig, S2MAEForImageClassification
 torch.set_num_threads(2)
 
 TOLERANCE = 1e-4
-HAS_FINAL_LAYERNORM_OPTION = FINAL_LAYERNORM_FIELD in {field.name for field in dataclasses.fields(S2MAEConfig)}
 
 VIT_B_SHAPED = {
     "hidden": 768, "depth": 2, "decoder_hidden": 512, "decoder_depth": 1, "image_size": 128, "bands": 12, "s": 3, "p": 8,
@@ -186,21 +182,13 @@ def test_converted_folder_reloads_with_auto_classes(vit_b_conversion):
 
 
 def tiny_classifier(num_labels: int = 5) -> S2MAEForImageClassification:
-    """Our classifier shaped like `TINY`, without the per-token final LayerNorm of original classifiers.
-
-    Until S2MAEConfig has the `use_final_layernorm` option, `s2mae.layernorm` is swapped for Identity by hand,
-    which is what that option is to do.
-    """
-    fields = {FINAL_LAYERNORM_FIELD: False} if HAS_FINAL_LAYERNORM_OPTION else {}
+    """Our classifier shaped like `TINY`, without the per-token final LayerNorm of original classifiers."""
     config = S2MAEConfig(
         image_size=32, patch_size=8, spectral_patch_size=3, num_channels=6, hidden_size=32, num_hidden_layers=2,
         num_attention_heads=4, intermediate_size=128, position_embedding_type="joint", pooling="mean_skip_first",
-        num_labels=num_labels, **fields,
+        num_labels=num_labels, use_final_layernorm=False,
     )  # fmt: skip
-    model = S2MAEForImageClassification(config).eval()
-    if not HAS_FINAL_LAYERNORM_OPTION:
-        model.s2mae.layernorm = nn.Identity()
-    return model
+    return S2MAEForImageClassification(config).eval()
 
 
 def test_key_mapping_covers_both_sides_and_round_trips():
@@ -260,7 +248,6 @@ def test_classifier_mapping_matches_the_reference_once_the_token_layernorm_is_dr
     assert differences["classifier logits"] < TOLERANCE, differences
 
 
-@pytest.mark.skipif(not HAS_FINAL_LAYERNORM_OPTION, reason=f"S2MAEConfig has no {FINAL_LAYERNORM_FIELD} option yet")
 def test_classifier_checkpoint_converts_with_logit_parity(tmp_path):
     path = save_like_training_loop(
         tmp_path / "eurosat.pth", original_state_dict(TINY, kind="classifier", num_labels=5)
@@ -274,14 +261,6 @@ def test_classifier_checkpoint_converts_with_logit_parity(tmp_path):
     pixel_values = torch.rand(2, 6, 32, 32, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         assert torch.equal(reloaded(pixel_values).logits, result.model(pixel_values).logits)
-
-
-@pytest.mark.skipif(HAS_FINAL_LAYERNORM_OPTION, reason=f"S2MAEConfig has the {FINAL_LAYERNORM_FIELD} option")
-def test_classifier_checkpoint_is_refused_clearly_without_the_final_layernorm_option(tmp_path):
-    path = save_like_training_loop(tmp_path / "eurosat.pth", original_state_dict(TINY, kind="classifier"))
-    with pytest.raises(ConversionError, match=FINAL_LAYERNORM_FIELD):
-        convert_checkpoint(path, tmp_path / "out", num_channels=6, num_heads=4, log=quiet)
-    assert_nothing_written(tmp_path / "out")
 
 
 def test_classifier_needs_the_band_count_or_image_size():
