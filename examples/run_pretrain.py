@@ -76,7 +76,9 @@ class ModelArguments:
 
     model_name_or_path: str | None = field(
         default=None,
-        metadata={"help": "Continue from this S2MAE checkpoint (folder or Hub repo id), e.g. progressive pretraining."},
+        metadata={
+            "help": "Continue from this S2MAE checkpoint (folder or Hub repo id), e.g. progressive pretraining."
+        },
     )
     preset: str = field(default="sample", metadata={"help": "Encoder size: vit-s, vit-b, vit-l, vit-h or sample."})
     image_size: int | None = field(default=None, metadata={"help": "Input size in pixels (default 64 for sample)."})
@@ -116,11 +118,15 @@ class DataArguments:
     nodata: float | None = field(default=None, metadata={"help": "Nodata value when the files do not define one."})
     validation_fraction: float = field(default=0.15, metadata={"help": "Share of local samples held out."})
     augment: bool = field(default=True, metadata={"help": "RandomResizedCrop(0.2-1) + horizontal flip."})
-    skip_bad_files: bool = field(default=False, metadata={"help": "Skip unreadable files (counted) instead of failing."})
+    skip_bad_files: bool = field(
+        default=False, metadata={"help": "Skip unreadable files (counted) instead of failing."}
+    )
     max_train_samples: int | None = field(default=None)
     record_sample_ids: bool = field(
         default=False,
-        metadata={"help": "Write the id of every training sample each process reads to output_dir/sample_ids.rank<N>."},
+        metadata={
+            "help": "Write the id of every training sample each process reads to output_dir/sample_ids.rank<N>."
+        },
     )
 
 
@@ -317,9 +323,7 @@ def main(argv: list[str] | None = None) -> dict:
     set_seed(training_args.seed)
 
     model = load_model(model_args)
-    processor = S2MAEImageProcessor.from_model_config(
-        model.config, scaling=data_args.scaling, nodata=data_args.nodata
-    )
+    processor = S2MAEImageProcessor.from_model_config(model.config, scaling=data_args.scaling, nodata=data_args.nodata)
     if data_args.dataset_name:
         if training_args.max_steps <= 0:
             raise ValueError("A streamed --dataset_name has no length: give --max_steps.")
@@ -339,7 +343,9 @@ def main(argv: list[str] | None = None) -> dict:
     if eval_dataset is None:
         training_args.eval_strategy = "no"
 
-    last_checkpoint = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+    last_checkpoint = (
+        get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+    )
     resume = training_args.resume_from_checkpoint or last_checkpoint
     if resume:
         logger.info("Resuming from %s.", resume)

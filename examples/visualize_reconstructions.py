@@ -46,7 +46,9 @@ def composite(
 
 
 @torch.no_grad()
-def reconstruct(model, pixel_values: torch.Tensor, mask_ratio: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def reconstruct(
+    model, pixel_values: torch.Tensor, mask_ratio: float, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Masked input and reconstruction of one image.
 
     Args:

@@ -4,7 +4,6 @@ Every choice the method description leaves open is a field here, so that a check
 needed to rebuild the model and to prepare its input (band names and order included).
 """
 
-
 import copy
 from typing import Any, Literal
 
@@ -165,7 +164,9 @@ class S2MAEConfig(PreTrainedConfig):
             width = getattr(self, f"{prefix}hidden_size")
             heads = getattr(self, f"{prefix}num_attention_heads")
             if width % heads != 0:
-                raise ValueError(f"{prefix}hidden_size ({width}) is not divisible by {prefix}num_attention_heads ({heads}).")
+                raise ValueError(
+                    f"{prefix}hidden_size ({width}) is not divisible by {prefix}num_attention_heads ({heads})."
+                )
         if not 0.0 <= self.mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must be in [0, 1), got {self.mask_ratio}.")
         checks = (

@@ -54,7 +54,7 @@ def token_noise(
     elif tuple(noise.shape) != expected:
         raise ValueError(
             f"noise for {strategy!r} masking must have shape {expected} (batch, "
-            f"{ {'random': 'tokens', 'tube': 'spatial positions', 'spectral': 'spectral groups'}[strategy]}), "
+            f"{ {'random': 'tokens', 'tube': 'spatial positions', 'spectral': 'spectral groups'}[strategy] }), "
             f"got {tuple(noise.shape)}."
         )
     if strategy == "tube":

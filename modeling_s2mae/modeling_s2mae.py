@@ -167,7 +167,11 @@ class S2MAEEmbeddings(nn.Module):
         """Returns (tokens (B, L or K, D), mask (B, L) | None, ids_restore (B, L) | None, ids_keep (B, K) | None)."""
         check_pixel_values(pixel_values, self.config, interpolate_pos_encoding)
         batch_size, bands, height, width = pixel_values.shape
-        grid = (bands // self.config.spectral_patch_size, height // self.config.patch_size, width // self.config.patch_size)
+        grid = (
+            bands // self.config.spectral_patch_size,
+            height // self.config.patch_size,
+            width // self.config.patch_size,
+        )
         embeddings = self.cube_embeddings(pixel_values)  # (B, L, D)
         embeddings = embeddings + self.position_embeddings(grid, interpolate_pos_encoding)
         if not apply_masking:
@@ -433,7 +437,9 @@ class S2MAEModel(S2MAEPreTrainedModel):
             config, BlockDims.encoder(config), config.num_hidden_layers, config.drop_path_rate
         )
         self.layernorm = (
-            nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.use_final_layernorm else nn.Identity()
+            nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+            if config.use_final_layernorm
+            else nn.Identity()
         )
         self.pooler = S2MAEPooler(config) if add_pooling_layer else None
         self.post_init()
@@ -645,7 +651,11 @@ class S2MAEForPreTraining(S2MAEPreTrainedModel):
             return_dict=True,
         )
         _, bands, height, width = pixel_values.shape
-        grid = (bands // self.config.spectral_patch_size, height // self.config.patch_size, width // self.config.patch_size)
+        grid = (
+            bands // self.config.spectral_patch_size,
+            height // self.config.patch_size,
+            width // self.config.patch_size,
+        )
         logits = self.decoder(outputs.last_hidden_state, outputs.ids_restore, grid, interpolate_pos_encoding)
         loss = self.forward_loss(pixel_values, logits, outputs.mask, pixel_mask) if return_loss else None
 

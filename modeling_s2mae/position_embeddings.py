@@ -39,7 +39,9 @@ def sincos_2d(grid_height: int, grid_width: int, dim: int) -> torch.Tensor:
     return torch.cat([sincos_1d(rows.flatten(), dim // 2), sincos_1d(cols.flatten(), dim // 2)], dim=1)
 
 
-def interpolate_spatial(table: torch.Tensor, source_grid: tuple[int, int], target_grid: tuple[int, int]) -> torch.Tensor:
+def interpolate_spatial(
+    table: torch.Tensor, source_grid: tuple[int, int], target_grid: tuple[int, int]
+) -> torch.Tensor:
     """Bicubic interpolation of a spatial table over its grid.
 
     Args:

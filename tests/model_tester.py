@@ -26,7 +26,9 @@ def tiny_config(**overrides) -> S2MAEConfig:
     return S2MAEConfig(**values)
 
 
-def pixel_batch(config: S2MAEConfig, batch_size: int = 2, seed: int = 0, size: int | None = None, bands: int | None = None):
+def pixel_batch(
+    config: S2MAEConfig, batch_size: int = 2, seed: int = 0, size: int | None = None, bands: int | None = None
+):
     """Random pixel values in [0, 1] of shape (B, C, H, W)."""
     generator = torch.Generator().manual_seed(seed)
     side = size or config.image_size

@@ -205,7 +205,9 @@ def test_hidden_states_and_attentions_shapes():
     assert len(out.hidden_states) == config.num_hidden_layers + 1
     assert all(state.shape == (2, config.num_tokens, config.hidden_size) for state in out.hidden_states)
     assert len(out.attentions) == config.num_hidden_layers
-    assert all(a.shape == (2, config.num_attention_heads, config.num_tokens, config.num_tokens) for a in out.attentions)
+    assert all(
+        a.shape == (2, config.num_attention_heads, config.num_tokens, config.num_tokens) for a in out.attentions
+    )
     assert torch.allclose(out.attentions[0].sum(-1), torch.ones(2, config.num_attention_heads, config.num_tokens))
 
     masked = model(pixel_batch(config), apply_masking=True, output_hidden_states=True)
