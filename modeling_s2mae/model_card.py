@@ -22,7 +22,7 @@ TASKS: dict[str, str] = {
 }
 """The accepted `task` values and the Hub `pipeline_tag` each one gets."""
 
-INSTALL_COMMAND = "pip install -e . in a clone of the s2mae repository"
+INSTALL_COMMAND = "pip install -e ."
 """How the card tells users to install the package that provides `modeling_s2mae`."""
 
 CITATION = """@inproceedings{li2024s2mae,
@@ -413,7 +413,8 @@ def _usage_section(config: S2MAEConfig, task: str, model_id: str, remote_code: b
     text = [
         "## How to use",
         "",
-        f"Install the package that provides `modeling_s2mae` (`{INSTALL_COMMAND}`) and import it before loading: "
+        f"Install the s2mae package, which provides `modeling_s2mae` (in a clone of its repository: `{INSTALL_COMMAND}`), "
+        "and import it before loading: "
         "the import registers S2MAE with the Transformers Auto classes.",
         "",
         "```python",
