@@ -285,6 +285,10 @@ def write_outputs(trainer: Trainer, processor, eval_dataset, metrics: dict, mode
     write_card(output_dir, model, processor, metrics, model_args, data_args, sample_run, trainer.args)
 
 
+def is_local(path_or_repo_id: str | None) -> bool:
+    return path_or_repo_id is None or os.path.isdir(path_or_repo_id)
+
+
 def write_card(output_dir, model, processor, metrics, model_args, data_args, sample_run, training_args):
     """The model card (README.md) of the checkpoint."""
     from modeling_s2mae.model_card import write_model_card
@@ -293,8 +297,9 @@ def write_card(output_dir, model, processor, metrics, model_args, data_args, sam
         str(value) for value in (data_args.dataset_name, data_args.train_dir, data_args.bigearthnet_dir,
                                  data_args.scene_paths) if value
     )  # fmt: skip
+    start = f" starting from `{model_args.model_name_or_path}`" if model_args.model_name_or_path else ""
     summary = (
-        f"Pretrained with `examples/run_pretrain.py` on {sources}: {metrics.get('train_steps')} steps, "
+        f"Pretrained with `examples/run_pretrain.py`{start} on {sources}: {metrics.get('train_steps')} steps, "
         f"batch {training_args.per_device_train_batch_size} x {training_args.world_size} process(es), "
         f"learning rate {training_args.learning_rate}, mask ratio {model.config.mask_ratio} "
         f"({model.config.masking_strategy} masking). Final eval loss: {metrics.get('eval_loss')}."
@@ -304,7 +309,8 @@ def write_card(output_dir, model, processor, metrics, model_args, data_args, sam
         model.config,
         processor,
         model_name=output_dir.name,
-        base_model=model_args.model_name_or_path,
+        # only a Hub id makes a valid base_model link; a local folder is named in the training summary
+        base_model=None if is_local(model_args.model_name_or_path) else model_args.model_name_or_path,
         training_summary=summary,
         task="pretraining",
         metrics={key: value for key, value in metrics.items() if key == "eval_loss" and value is not None},

@@ -141,10 +141,18 @@ class S2MAECubeEmbeddings(nn.Module):
         self.projection = nn.Conv3d(1, config.hidden_size, kernel_size=kernel, stride=kernel)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) -> (B, L, D), tokens spectral-group major."""
-        pixel_values = pixel_values.to(self.projection.weight.dtype)
-        cubes = self.projection(pixel_values.unsqueeze(1))  # (B, D, G, h, w)
-        return cubes.flatten(2).transpose(1, 2)  # (B, G * h * w, D)
+        """(B, C, H, W) -> (B, L, D), tokens spectral-group major.
+
+        Equal to the Conv3d applied with stride = kernel, computed as cut-into-cubes + one matrix product: faster
+        (the Conv3d backward with one input channel is slow on CPU) and it leaves the tokens contiguous.
+        """
+        batch_size, bands, height, width = pixel_values.shape
+        depth, patch, _ = self.projection.kernel_size
+        cubes = pixel_values.to(self.projection.weight.dtype).reshape(
+            batch_size, bands // depth, depth, height // patch, patch, width // patch, patch
+        )
+        cubes = cubes.permute(0, 1, 3, 5, 2, 4, 6).flatten(4).flatten(1, 3)  # (B, G * h * w, s * p * p)
+        return nn.functional.linear(cubes, self.projection.weight.flatten(1), self.projection.bias)  # (B, L, D)
 
 
 class S2MAEEmbeddings(nn.Module):

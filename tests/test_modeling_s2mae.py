@@ -421,3 +421,14 @@ def test_resize_position_embeddings_in_place_then_save_and_load_natively(tmp_pat
     with pytest.raises(ValueError, match="not divisible by patch_size"):
         model.resize_position_embeddings(image_size=30)
     assert model.config.image_size == 24
+
+
+def test_cube_embedding_equals_the_conv3d_it_stores():
+    """The embedding is computed as cubes x weight; it must equal the stored Conv3d applied with stride = kernel."""
+    config = tiny_config()
+    embeddings = S2MAEModel(config).embeddings.cube_embeddings
+    pixels = pixel_batch(config)
+    expected = embeddings.projection(pixels.unsqueeze(1)).flatten(2).transpose(1, 2)  # (B, L, D)
+    got = embeddings(pixels)
+    assert got.is_contiguous()
+    assert torch.allclose(got, expected, atol=1e-6)
