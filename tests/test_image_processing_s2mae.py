@@ -216,9 +216,7 @@ def test_reflectance_is_clipped(processor, eurosat_tile):
     above = file_band(bright, "B8A") >= 10000
     assert above.any()
     np.testing.assert_array_equal(out[8][above], 1)
-    offset = S2MAEImageProcessor(
-        input_band_names=EUROSAT_MS_BANDS, scaling="reflectance", reflectance_offset=-1000
-    )
+    offset = S2MAEImageProcessor(input_band_names=EUROSAT_MS_BANDS, scaling="reflectance", reflectance_offset=-1000)
     shifted = offset(eurosat_tile, size=64, return_tensors="np")["pixel_values"][0]
     np.testing.assert_allclose(shifted[8], np.clip((eurosat_tile[12] - 1000.0) / 10000, 0, 1), rtol=1e-6)
 
