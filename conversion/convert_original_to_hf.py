@@ -48,6 +48,7 @@ from modeling_s2mae import (
     S2MAEForPreTraining,
     S2MAEImageProcessor,
 )
+from modeling_s2mae.hub import prepare_for_remote_code
 from modeling_s2mae.model_card import write_model_card
 
 CheckpointKind = Literal["pretraining", "classifier"]
@@ -654,7 +655,8 @@ def write_folder(
     repo_id: str | None = None,
     overwrite: bool = False,
 ) -> None:
-    """Write config.json, model.safetensors, preprocessor_config.json and README.md into `output_dir`.
+    """Write config.json, model.safetensors, preprocessor_config.json, README.md and the modeling files (for
+    `trust_remote_code=True`) into `output_dir`.
 
     The README is `modeling_s2mae.model_card.write_model_card`'s card. Everything is first written to a temporary
     sibling folder, so a failure leaves `output_dir` untouched.
@@ -673,6 +675,8 @@ def write_folder(
         model.save_pretrained(staging)
         processor = S2MAEImageProcessor.from_model_config(model.config)
         processor.save_pretrained(staging)
+        # the modeling files and a complete auto_map: loadable with trust_remote_code=True without the package
+        prepare_for_remote_code(staging)
         write_model_card(
             staging,
             model.config,

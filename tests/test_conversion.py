@@ -157,7 +157,11 @@ def test_vit_b_shaped_checkpoint_converts_with_parity(vit_b_conversion):
     assert config.num_tokens == 1024 and config.mask_ratio == 0.9
     assert config.band_names == list(modeling_s2mae.SENTINEL2_BANDS)
     files = {item.name for item in result.output_dir.iterdir()}
-    assert files == {"config.json", "model.safetensors", "preprocessor_config.json", "README.md"}
+    modeling_files = {
+        "configuration_s2mae.py", "modeling_s2mae.py", "masking.py", "position_embeddings.py",
+        "image_processing_s2mae.py",
+    }  # fmt: skip
+    assert files == {"config.json", "model.safetensors", "preprocessor_config.json", "README.md"} | modeling_files
     readme = (result.output_dir / "README.md").read_text()
     assert "checkpoint-3.pth" in readme and "reconstruction logits" in readme
 
@@ -178,7 +182,14 @@ def test_converted_folder_reloads_with_auto_classes(vit_b_conversion):
         assert torch.equal(encoder(pixel_values, noise=noise).last_hidden_state, expected)
     processor = AutoImageProcessor.from_pretrained(folder)
     assert processor.band_names == config.band_names and processor.size == 128
-    assert json.loads((folder / "config.json").read_text())["architectures"] == ["S2MAEForPreTraining"]
+    saved_config = json.loads((folder / "config.json").read_text())
+    assert saved_config["architectures"] == ["S2MAEForPreTraining"]
+    # ready for trust_remote_code=True (tests/test_hub_loading.py loads such a folder without the package)
+    assert set(saved_config["auto_map"]) == {
+        "AutoConfig", "AutoModel", "AutoModelForPreTraining", "AutoModelForImageClassification"
+    }  # fmt: skip
+    assert "AutoImageProcessor" in json.loads((folder / "preprocessor_config.json").read_text())["auto_map"]
+    assert (folder / "modeling_s2mae.py").exists() and (folder / "configuration_s2mae.py").exists()
 
 
 def tiny_classifier(num_labels: int = 5) -> S2MAEForImageClassification:
