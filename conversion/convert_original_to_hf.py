@@ -3,8 +3,8 @@
 The original layout is described in docs/s2mae-method.md ("Original checkpoint layout"). The converter
 
 1. loads the .pth with `torch.load(weights_only=True)`, allow-listing only `argparse.Namespace` (the training
-   arguments the original loop saves); a file holding any other Python object is refused, never re-read with
-   `weights_only=False`;
+   arguments the original loop saves); a file holding any other Python object is refused, never re-read
+   with the unsafe unpickler;
 2. infers the architecture from the tensor shapes (width, depth, MLP width, image size, band count, cube size,
    decoder, number of labels) and takes what shapes cannot tell (attention heads, band names) from a preset or
    flags;

@@ -57,7 +57,14 @@ from transformers import EvalPrediction, HfArgumentParser, Trainer, TrainingArgu
 from transformers.trainer_utils import get_last_checkpoint
 
 from modeling_s2mae import S2MAE_PRESETS, S2MAEConfig, S2MAEForImageClassification, S2MAEImageProcessor
-from modeling_s2mae.data import RasterReadError, SkippedFile, bigearthnet_folder, eurosat_folder
+from modeling_s2mae.data import (
+    MULTI_LABEL,
+    SINGLE_LABEL,
+    RasterReadError,
+    SkippedFile,
+    bigearthnet_folder,
+    eurosat_folder,
+)
 from modeling_s2mae.data.training import RasterRecordDataset, collate_pixels
 from modeling_s2mae.image_processing_s2mae import (
     EUROSAT_BAND_MEAN,
@@ -72,8 +79,6 @@ logger = logging.getLogger("run_classification")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DATA = REPO_ROOT / "sample_data"
 
-SINGLE_LABEL = "single_label_classification"
-MULTI_LABEL = "multi_label_classification"
 
 BAND_STATISTICS: dict[str, tuple[dict[str, float], dict[str, float]]] = {
     "eurosat": (EUROSAT_BAND_MEAN, EUROSAT_BAND_STD),
