@@ -44,7 +44,6 @@ import logging
 import math
 import os
 import sys
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -65,7 +64,7 @@ from modeling_s2mae.data import (
     bigearthnet_folder,
     eurosat_folder,
 )
-from modeling_s2mae.data.training import RasterRecordDataset, collate_pixels
+from modeling_s2mae.data.training import RasterRecordDataset, collate_pixels, split_records
 from modeling_s2mae.image_processing_s2mae import (
     EUROSAT_BAND_MEAN,
     EUROSAT_BAND_STD,
@@ -399,25 +398,6 @@ class LabelledData:
     num_train: int | None = None
     num_eval: int | None = None
     skipped: list[SkippedFile] = field(default_factory=list)
-
-
-def split_records(records: list[dict], fraction: float, seed: int, stratify: bool) -> tuple[list[dict], list[dict]]:
-    """A reproducible train / validation split; per class when `stratify` (each class with >= 2 samples gives at least
-    one to validation), otherwise over all records (at least one validation record when there are >= 2)."""
-    if fraction <= 0:
-        return list(records), []
-    generator = torch.Generator().manual_seed(seed)
-    pools = defaultdict(list)
-    for record in records:
-        pools[record["label"] if stratify else 0].append(record)
-    train, validation = [], []
-    for key in sorted(pools):
-        pool = pools[key]
-        order = torch.randperm(len(pool), generator=generator).tolist()
-        count = max(1, int(round(len(pool) * fraction))) if len(pool) > 1 else 0
-        validation += [pool[i] for i in order[:count]]
-        train += [pool[i] for i in order[count:]]
-    return train, validation
 
 
 def _check_record_bands(

@@ -41,7 +41,7 @@ from modeling_s2mae.data import (
     to_model_inputs,
 )
 from modeling_s2mae.data.raster import RASTER_SUFFIXES
-from modeling_s2mae.data.training import PixelCollator, RasterRecordDataset
+from modeling_s2mae.data.training import PixelCollator, RasterRecordDataset, split_records
 
 logger = logging.getLogger("run_pretrain")
 
@@ -244,16 +244,6 @@ def raster_folder(folder: str, data_args: DataArguments):
 def _file_side(path: Path) -> int:
     info = raster_info([path])
     return min(info.height, info.width)
-
-
-def split_records(records: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
-    """A reproducible train / validation split (at least one validation sample when fraction > 0)."""
-    generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(records), generator=generator).tolist()
-    num_validation = max(1, int(round(len(records) * fraction))) if fraction > 0 and len(records) > 1 else 0
-    validation = [records[i] for i in order[:num_validation]]
-    train = [records[i] for i in order[num_validation:]]
-    return train, validation
 
 
 def streamed_datasets(data_args: DataArguments, processor: S2MAEImageProcessor):

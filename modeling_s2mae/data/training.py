@@ -141,6 +141,37 @@ def record_labels(record: dict[str, Any]) -> torch.Tensor:
     raise ValueError(f"Record {record.get('id')!r} has no 'label' or 'labels'.")
 
 
+def split_records(
+    records: Sequence[dict[str, Any]], fraction: float, seed: int, stratify: bool = False
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A reproducible train / validation split of builder records.
+
+    Args:
+        records: Records with a `label` when `stratify`.
+        fraction: Share of records (of each class, when `stratify`) held out; 0 holds out nothing.
+        seed: Seed of the shuffle.
+        stratify: Split each class separately; a class with >= 2 records gives at least one to validation.
+            Otherwise at least one record is held out when there are >= 2.
+
+    Returns:
+        (train records, validation records).
+    """
+    if fraction <= 0:
+        return list(records), []
+    generator = torch.Generator().manual_seed(seed)
+    pools: dict[Any, list[dict[str, Any]]] = {}
+    for record in records:
+        pools.setdefault(record["label"] if stratify else 0, []).append(record)
+    train, validation = [], []
+    for key in sorted(pools):
+        pool = pools[key]
+        order = torch.randperm(len(pool), generator=generator).tolist()
+        count = max(1, int(round(len(pool) * fraction))) if len(pool) > 1 else 0
+        validation += [pool[i] for i in order[:count]]
+        train += [pool[i] for i in order[count:]]
+    return train, validation
+
+
 def collate_pixels(batch: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
     """Stack per-sample dicts into a batch: pixel_values (B, C, H, W), pixel_mask (B, H, W), labels (B, ...)."""
     if not batch:
@@ -175,4 +206,5 @@ __all__ = [
     "random_resized_crop_window",
     "record_labels",
     "sample_to_inputs",
+    "split_records",
 ]
