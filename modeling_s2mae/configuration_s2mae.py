@@ -11,26 +11,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
 from .masking import num_kept_tokens
-
-SENTINEL2_BANDS: tuple[str, ...] = (
-    "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12",
-)  # fmt: skip
-"""The 12 Sentinel-2 bands S2MAE is pretrained on (B10, the cirrus band, dropped), in the model's order."""
-
-SENTINEL2_13_BANDS: tuple[str, ...] = (
-    "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12",
-)  # fmt: skip
-"""All 13 Sentinel-2 bands in the usual file order (B8A right after B08, B10 at index 10), e.g. Copernicus-FM tiles."""
-
-EUROSAT_MS_BANDS: tuple[str, ...] = (
-    "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12", "B8A",
-)  # fmt: skip
-"""Band order of the 13-band EuroSAT-MS GeoTIFFs: B8A is the LAST band (index 12); index 8 is B09."""
-
-SENTINEL2_WAVELENGTHS_NM: tuple[float, ...] = (
-    442.7, 492.4, 559.8, 664.6, 704.1, 740.5, 782.8, 832.8, 864.7, 945.1, 1613.7, 2202.4,
-)  # fmt: skip
-"""Centre wavelengths (nm, Sentinel-2A) of `SENTINEL2_BANDS`, in the same order."""
+from .sensors import EUROSAT_MS_BANDS, SENTINEL2_13_BANDS, SENTINEL2_BANDS, SENTINEL2_WAVELENGTHS_NM
 
 MASKING_STRATEGIES = ("random", "tube", "spectral")
 POSITION_EMBEDDING_TYPES = ("separable", "joint", "sincos")

@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 from transformers.utils import TensorType, logging
 
-from .configuration_s2mae import EUROSAT_MS_BANDS, SENTINEL2_13_BANDS, SENTINEL2_BANDS, S2MAEConfig
+from .configuration_s2mae import S2MAEConfig
+from .sensors import EUROSAT_MS_BANDS, SENTINEL2_13_BANDS, SENTINEL2_BANDS
 
 logger = logging.get_logger(__name__)
 

@@ -12,8 +12,9 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .configuration_s2mae import SENTINEL2_BANDS, SENTINEL2_WAVELENGTHS_NM, S2MAEConfig
-from .image_processing_s2mae import SENTINEL2_13_BANDS, SIGMA_RANGE, S2MAEImageProcessor
+from .configuration_s2mae import S2MAEConfig
+from .image_processing_s2mae import SIGMA_RANGE, S2MAEImageProcessor
+from .sensors import SENTINEL2, SENTINEL2_13_BANDS, is_sentinel2
 
 TASKS: dict[str, str] = {
     "pretraining": "image-feature-extraction",
@@ -34,28 +35,12 @@ CITATION = """@inproceedings{li2024s2mae,
   pages     = {24088--24097}
 }"""
 
-SENTINEL2_WAVELENGTH_BY_BAND: dict[str, float] = {
-    **dict(zip(SENTINEL2_BANDS, SENTINEL2_WAVELENGTHS_NM)),
-    "B10": 1373.5,
-}
-"""Centre wavelengths (nm, Sentinel-2A) of the 13 Sentinel-2 bands, by name."""
-
-SENTINEL2_GSD_M: dict[str, int] = {
-    "B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20,
-    "B08": 10, "B8A": 20, "B09": 60, "B10": 60, "B11": 20, "B12": 20,
-}  # fmt: skip
-"""Native ground sampling distance (metres) of the Sentinel-2 bands."""
-
 _MODEL_CLASS_BY_TASK = {
     "pretraining": "S2MAEForPreTraining",
     "feature-extraction": "S2MAEModel",
     "image-classification": "S2MAEForImageClassification",
 }
 _BASE_TAGS = ("remote-sensing", "earth-observation", "multispectral", "masked-autoencoder", "s2mae")
-
-
-def _is_sentinel2(band_names: Sequence[str]) -> bool:
-    return all(name in SENTINEL2_GSD_M for name in band_names)
 
 
 def _number(value: float) -> str:
@@ -108,7 +93,7 @@ def _has_remote_code(output_dir: Path) -> bool:
 def _example_band_names(band_names: list[str]) -> list[str]:
     """The input band order shown in the quick start: a full 13-band Sentinel-2 L1C file when the model's bands are
     Sentinel-2 bands (so the example shows selection by name), else the model's own bands."""
-    return list(SENTINEL2_13_BANDS) if _is_sentinel2(band_names) else list(band_names)
+    return list(SENTINEL2_13_BANDS) if is_sentinel2(band_names) else list(band_names)
 
 
 def _summary_section(config: S2MAEConfig, task: str, model_name: str, base_model: str | None) -> str:
@@ -171,10 +156,10 @@ def _model_section(config: S2MAEConfig, task: str) -> str:
 
 
 def _bands_section(config: S2MAEConfig, processor: S2MAEImageProcessor | None) -> str:
-    sentinel2 = _is_sentinel2(config.band_names)
+    sentinel2 = is_sentinel2(config.band_names)
     wavelengths = config.band_wavelengths
     if wavelengths is None and sentinel2:
-        wavelengths = [SENTINEL2_WAVELENGTH_BY_BAND[name] for name in config.band_names]
+        wavelengths = [SENTINEL2[name].wavelength_nm for name in config.band_names]
     with_stats = processor is not None and processor.band_mean is not None and processor.band_std is not None
     header = ["index", "band", "centre wavelength (nm)"]
     header += ["native resolution (m)"] if sentinel2 else []
@@ -182,7 +167,7 @@ def _bands_section(config: S2MAEConfig, processor: S2MAEImageProcessor | None) -
     rows = []
     for index, name in enumerate(config.band_names):
         row = [index, name, "unknown" if wavelengths is None else _number(wavelengths[index])]
-        row += [SENTINEL2_GSD_M[name]] if sentinel2 else []
+        row += [SENTINEL2[name].resolution_m] if sentinel2 else []
         row += [_number(processor.band_mean[name]), _number(processor.band_std[name])] if with_stats else []
         rows.append(row)
     text = [
@@ -242,7 +227,7 @@ def _scaling_section(config: S2MAEConfig, processor: S2MAEImageProcessor | None)
         )
     units = (
         "For Sentinel-2 L1C / L2A products these are digital numbers, reflectance x 10000, usually uint16."
-        if _is_sentinel2(config.band_names)
+        if is_sentinel2(config.band_names)
         else "Give the values in the units the training data had."
     )
     invalid = "pixels that are NaN or infinite in any band"
@@ -308,7 +293,7 @@ def _evaluation_section(metrics: Mapping[str, float] | None, eval_results: Seque
 
 
 def _uses_section(config: S2MAEConfig, task: str) -> str:
-    sentinel2 = _is_sentinel2(config.band_names)
+    sentinel2 = is_sentinel2(config.band_names)
     uses = {
         "pretraining": "Starting point for fine-tuning on multispectral imagery (`AutoModelForImageClassification"
         ".from_pretrained` adds a new classification head; dense tasks such as segmentation or change detection "
@@ -521,7 +506,7 @@ def write_model_card(
     results = _eval_results(task, datasets, metrics, eval_results)
 
     tags = list(_BASE_TAGS)
-    if _is_sentinel2(config.band_names):
+    if is_sentinel2(config.band_names):
         tags.insert(3, "sentinel-2")
     card_data = ModelCardData(
         model_name=model_name,

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import rasterio
 
-from modeling_s2mae.configuration_s2mae import SENTINEL2_BANDS
 from modeling_s2mae.data import (
     BIGEARTHNET_19_CLASSES,
     BIGEARTHNET_43_CLASSES,
@@ -26,6 +25,7 @@ from modeling_s2mae.data import (
     read_raster,
     scene_tiles,
 )
+from modeling_s2mae.sensors import SENTINEL2_BANDS
 
 KNOWN_PATCH = "S2B_MSIL2A_20170924T93020_69_24"
 """Its CORINE labels: Coniferous forest, Mixed forest, Transitional woodland/shrub, Peatbogs, Water bodies."""

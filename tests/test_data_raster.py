@@ -10,7 +10,6 @@ import pytest
 import rasterio
 from rasterio.windows import Window
 
-from modeling_s2mae.configuration_s2mae import SENTINEL2_BANDS
 from modeling_s2mae.data import (
     EUROSAT_MS_BANDS,
     SENTINEL2_13_BANDS,
@@ -26,6 +25,7 @@ from modeling_s2mae.data import (
     resolve_band_names,
     tile_windows,
 )
+from modeling_s2mae.sensors import SENTINEL2_BANDS
 
 
 @pytest.fixture(scope="module")

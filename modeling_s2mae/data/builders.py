@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-from ..configuration_s2mae import SENTINEL2_BANDS
+from ..sensors import SENTINEL2_BANDS
 from .raster import (
     _BAND_TOKEN,
     EUROSAT_MS_BANDS,

@@ -34,18 +34,12 @@ from rasterio.io import DatasetReader
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from ..configuration_s2mae import EUROSAT_MS_BANDS, SENTINEL2_13_BANDS, SENTINEL2_BANDS
+from ..sensors import EUROSAT_MS_BANDS, SENTINEL2_13_BANDS, SENTINEL2_BANDS, SENTINEL2_RESOLUTIONS_M
 
 logger = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike[str]
 RasterSource = PathLike | Sequence[PathLike]
-
-SENTINEL2_RESOLUTIONS_M: dict[str, int] = {
-    "B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20,
-    "B08": 10, "B8A": 20, "B09": 60, "B10": 60, "B11": 20, "B12": 20,
-}  # fmt: skip
-"""Native ground sampling distance (metres) of each Sentinel-2 band."""
 
 RASTER_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".jp2", ".vrt")
 """File suffixes taken as rasters when a folder is given as a source (other files, e.g. JSON, are ignored)."""
