@@ -4,7 +4,11 @@ Every other module (config, image processor, readers, model card) reads these ta
 Wavelengths are Sentinel-2A's (ESA S2 MSI spectral response functions, v3.0), in nanometres.
 """
 
+import re
+from collections.abc import Sequence
 from typing import NamedTuple
+
+_SENTINEL2_SPELLING = re.compile(r"^B0?([1-9]|1[0-2]|8A)$", re.IGNORECASE)
 
 
 class Band(NamedTuple):
@@ -59,9 +63,47 @@ SENTINEL2_RESOLUTIONS_M: dict[str, float] = {name: band.resolution_m for name, b
 """Native ground sampling distance (metres) of each Sentinel-2 band."""
 
 
-def is_sentinel2(band_names: tuple[str, ...] | list[str]) -> bool:
+def is_sentinel2(band_names: Sequence[str]) -> bool:
     """True when every name is a Sentinel-2 band name."""
     return all(name in SENTINEL2 for name in band_names)
+
+
+def canonical_band_name(name: str) -> str:
+    """The canonical Sentinel-2 spelling of a band name ("B4" / "b04" -> "B04", "b8a" -> "B8A"); others stripped.
+
+    Used only to match names that are not spelled identically: names are otherwise kept as their source gives them
+    (Landsat "B1".."B7" are not Sentinel-2 bands).
+    """
+    name = name.strip()
+    match = _SENTINEL2_SPELLING.match(name)
+    if match is None:
+        return name
+    number = match.group(1).upper()
+    return f"B{number}" if number == "8A" else f"B{int(number):02d}"
+
+
+def band_positions(wanted: Sequence[str], available: Sequence[str]) -> list[int]:
+    """Positions in `available` of each name of `wanted`: an identical name first, else the same Sentinel-2 band
+    spelled differently ("B4" for "B04"), when exactly one name matches that way.
+
+    Raises:
+        ValueError: naming the wanted bands that `available` lacks.
+    """
+    available = list(available)
+    canonical = [canonical_band_name(name) for name in available]
+    positions, missing = [], []
+    for name in wanted:
+        if name in available:
+            positions.append(available.index(name))
+            continue
+        matches = [i for i, other in enumerate(canonical) if other == canonical_band_name(name)]
+        if len(matches) == 1:
+            positions.append(matches[0])
+        else:
+            missing.append(name)
+    if missing:
+        raise ValueError(f"Bands {missing} are not among the available bands {available}.")
+    return positions
 
 
 __all__ = [
@@ -72,5 +114,7 @@ __all__ = [
     "SENTINEL2_BANDS",
     "SENTINEL2_RESOLUTIONS_M",
     "SENTINEL2_WAVELENGTHS_NM",
+    "band_positions",
+    "canonical_band_name",
     "is_sentinel2",
 ]

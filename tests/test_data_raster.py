@@ -102,10 +102,33 @@ def test_band_names_from_descriptions_and_nodata(s2_tile: Path) -> None:
     assert read_raster(s2_tile, nodata=-1).nodata == -1
 
 
-def test_band_names_from_user_win_over_descriptions(s2_tile: Path) -> None:
+def test_band_names_that_contradict_the_file_raise_naming_both_orders(s2_tile: Path) -> None:
     names = [f"band{i}" for i in range(12)] + ["b4"]
-    assert resolve_band_names(s2_tile, names)[-1] == "B04"
-    assert read_raster(s2_tile, names).band_names[:2] == ["band0", "band1"]
+    with pytest.raises(RasterReadError, match="declares its band order") as info:
+        resolve_band_names(s2_tile, names)
+    assert "band0" in str(info.value) and "B8A" in str(info.value)
+    spelled_otherwise = [name.replace("B0", "B") for name in SENTINEL2_13_BANDS]  # "B4" is the same band as "B04"
+    assert resolve_band_names(s2_tile, spelled_otherwise) == spelled_otherwise  # kept as given
+
+
+def test_a_files_declared_order_wins_over_a_builder_default(eurosat_tile: Path, tmp_path: Path) -> None:
+    tile = Path(shutil.copy(eurosat_tile, tmp_path / "tile.tif"))
+    assert resolve_band_names(tile, default=EUROSAT_MS_BANDS) == list(EUROSAT_MS_BANDS)
+    (tmp_path / "tile.tif.bands.json").write_text(json.dumps({"band_names": list(SENTINEL2_13_BANDS)}))
+    assert resolve_band_names(tile, default=EUROSAT_MS_BANDS) == list(SENTINEL2_13_BANDS)
+
+
+def test_other_sensors_band_names_pass_through_unchanged(tmp_path: Path) -> None:
+    landsat = ["B1", "B2", "B3", "B4", "B5", "B7"]
+    path = tmp_path / "landsat.tif"
+    profile = {"driver": "GTiff", "width": 8, "height": 8, "count": 6, "dtype": "uint8"}
+    with rasterio.open(path, "w", **profile) as dataset:
+        dataset.write(np.arange(6 * 64, dtype=np.uint8).reshape(6, 8, 8) % 200)
+        dataset.descriptions = tuple(landsat)
+    sample = read_raster(path)
+    assert sample.band_names == landsat
+    assert read_raster(path, bands=["B4", "B3"]).band_names == ["B4", "B3"]
+    assert sample.select(["B7"]).band_names == ["B7"]
 
 
 def test_band_names_from_sidecar(eurosat_tile: Path, tmp_path: Path) -> None:
@@ -148,7 +171,7 @@ def test_eurosat_b8a_trap_read_by_name(eurosat_tile: Path) -> None:
     np.testing.assert_array_equal(sample.array[9], values[8])  # B09 is the file's 9th band
     full = read_raster(eurosat_tile, EUROSAT_MS_BANDS)
     np.testing.assert_array_equal(full.select(SENTINEL2_BANDS).array, sample.array)
-    with pytest.raises(ValueError, match="not in this sample"):
+    with pytest.raises(ValueError, match="not among the available bands"):
         full.select(["B13"])
 
 
@@ -322,5 +345,5 @@ def test_empty_folder_and_unknown_band(scene_dir: Path, tmp_path: Path) -> None:
         read_raster(tmp_path)
     with pytest.raises(RasterReadError, match="Empty list"):
         read_raster([])
-    with pytest.raises(RasterReadError, match=r"\['B13'\] are not in"):
+    with pytest.raises(RasterReadError, match=r"\['B13'\] are not among"):
         read_raster(scene_dir, bands=["B02", "B13"])

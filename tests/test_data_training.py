@@ -4,7 +4,8 @@ import random
 
 import torch
 
-from modeling_s2mae.data.training import PixelCollator, random_resized_crop_window, split_records
+from modeling_s2mae.data.training import PixelCollator, split_records
+from modeling_s2mae.data.transforms import random_resized_crop_window
 
 
 def test_split_is_reproducible_disjoint_and_stratified():

@@ -5,7 +5,10 @@
 - `builders`: `eurosat_folder`, `bigearthnet_folder`, `scene_tiles` list a dataset as records; `load_record` reads one.
 - `hub_format`: sharded-parquet Hub datasets of GeoTIFF bytes (`write_hub_dataset`, `load_spectral_dataset`,
   `decode_row`, `to_model_inputs`).
-- `training`: `RasterRecordDataset`, the pretraining augmentation and `PixelCollator`, for `Trainer`.
+- `samples`: the one data seam: the typed `RasterRecord` builders make and the `Sample` every source yields.
+- `transforms`: `SampleTransform`, the one path from a `Sample` to model inputs (processor, augmentation,
+  nodata-robust sampling), for local files and streamed rows alike.
+- `training`: `SampleDataset` (map-style), `stream_model_inputs` (streamed), `split_records` and `PixelCollator`.
 """
 
 from .builders import (
@@ -31,6 +34,7 @@ from .hub_format import (
     label_info,
     load_spectral_dataset,
     push_hub_dataset,
+    row_to_sample,
     to_model_inputs,
     write_hub_dataset,
 )
@@ -56,15 +60,28 @@ from .raster import (
     resolve_band_names,
     tile_windows,
 )
-from .training import PixelCollator, RasterRecordDataset, collate_pixels
+from .samples import RasterRecord, Sample, record_to_sample, sample_targets
+from .training import PixelCollator, SampleDataset, collate_pixels, split_records, stream_model_inputs
+from .transforms import DEFAULT_MIN_VALID_FRACTION, SampleTransform, SkipCounter, valid_pixel_mask
 
 __all__ = [
     "DEFAULT_ROWS_PER_SHARD",
     "FORMAT_NAME",
     "LabelInfo",
     "MULTI_LABEL",
+    "DEFAULT_MIN_VALID_FRACTION",
     "PixelCollator",
-    "RasterRecordDataset",
+    "RasterRecord",
+    "Sample",
+    "SampleDataset",
+    "SampleTransform",
+    "SkipCounter",
+    "record_to_sample",
+    "row_to_sample",
+    "sample_targets",
+    "split_records",
+    "stream_model_inputs",
+    "valid_pixel_mask",
     "SINGLE_LABEL",
     "WrittenSplit",
     "collate_pixels",

@@ -41,6 +41,7 @@ from .raster import (
     expand_source,
     raster_info,
     read_raster,
+    resolve_band_names,
     tile_windows,
 )
 
@@ -227,7 +228,9 @@ def _existing_folder(root: PathLike) -> Path:
 def eurosat_folder(
     root: PathLike,
     *,
-    band_names: Sequence[str] | None = EUROSAT_MS_BANDS,
+    band_names: Sequence[str] | None = None,
+    default_band_names: Sequence[str] | None = EUROSAT_MS_BANDS,
+    nodata: float | None = None,
     suffixes: Sequence[str] = (".tif", ".tiff"),
     skip_bad_files: bool = False,
     check_files: bool = True,
@@ -238,15 +241,18 @@ def eurosat_folder(
 
     Args:
         root: The dataset folder.
-        band_names: Band names of every file; EuroSAT-MS order (B8A last) by default. None: read them from each
-            file (sidecar or band descriptions, see `resolve_band_names`).
+        band_names: Band names of every file, in file order. None: each file's own (sidecar or band descriptions,
+            see `resolve_band_names`), else `default_band_names`. Names given here that contradict a file's declared
+            order raise an error naming both.
+        default_band_names: The order of files that do not declare theirs: EuroSAT-MS (B8A last) by default.
+        nodata: Nodata value of files that define none (recorded in each record).
         suffixes: File suffixes taken as tiles.
         skip_bad_files: Leave out unreadable tiles (listed in `.skipped`) instead of raising.
         check_files: Validate every tile now with `check_raster` (about a millisecond per 64 x 64 tile). When False
-            the listing is instant and a bad file only raises in `load_record`.
+            only headers are read (for the band names) and a bad file only raises in `load_record`.
 
     Returns:
-        A `RecordSet` of records {"id": "<class>/<stem>", "paths": [path], "band_names", "label", "class_name"},
+        A `RecordSet` of records {"id": "<class>/<stem>", "paths": [path], "band_names", "label", "class_name", "nodata"},
         with `classes` the sorted class names.
 
     Raises:
@@ -263,13 +269,15 @@ def eurosat_folder(
         if not files:
             logger.warning("Class folder %s holds no %s file.", root / class_name, "/".join(sorted(wanted)))
         for path in files:
-            names = list(band_names) if band_names is not None else None
-            if check_files:
-                try:
-                    names = check_raster(path, band_names).band_names
-                except RasterReadError as error:
+            try:
+                names = resolve_band_names(path, band_names, default=default_band_names)
+                if check_files:
+                    check_raster(path, names)
+            except RasterReadError as error:
+                if check_files:
                     _skip_or_raise(error, path, skip_bad_files, skipped)
                     continue
+                names = None  # unreadable header: `load_record` raises, naming the file
             records.append(
                 {
                     "id": f"{class_name}/{path.stem}",
@@ -277,6 +285,7 @@ def eurosat_folder(
                     "band_names": names,
                     "label": label,
                     "class_name": class_name,
+                    "nodata": nodata,
                 }
             )
     if not records and not skipped:
@@ -421,6 +430,7 @@ def scene_tiles(
     band_names: Sequence[str] | None = None,
     bands: Sequence[str] | None = None,
     target_resolution: float | tuple[float, float] | None = None,
+    nodata: float | None = None,
     drop_incomplete: bool = True,
     skip_bad_files: bool = False,
     check_files: bool = True,
@@ -433,6 +443,7 @@ def scene_tiles(
         band_names: Names of all bands of every scene in file order (default: found per file).
         bands: Bands to return, in that order (default: all).
         target_resolution: Pixel size of the common grid (default: the finest file's grid).
+        nodata: Nodata value of files that define none (each file's own value is used where it has one).
         skip_bad_files: Leave out unreadable scenes (listed in `.skipped`) instead of raising.
         check_files: Decode the last block of every file now (`check_raster`); only headers are read otherwise.
 
@@ -471,6 +482,7 @@ def scene_tiles(
                         "width": int(window.width),
                     },
                     "target_resolution": target_resolution,
+                    "nodata": nodata,
                 }
             )
     _log_skipped("scene_tiles", skipped)
@@ -492,6 +504,7 @@ def load_record(record: dict[str, Any], *, resampling: str | Resampling = "bilin
         window=Window(window["col_off"], window["row_off"], window["width"], window["height"]) if window else None,
         target_resolution=record.get("target_resolution"),
         resampling=resampling,
+        nodata=record.get("nodata"),
     )
 
 

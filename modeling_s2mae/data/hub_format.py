@@ -52,11 +52,13 @@ from rasterio.io import MemoryFile
 
 from .builders import load_record
 from .raster import PathLike, RasterReadError, RasterSample
+from .samples import Sample
 
 if TYPE_CHECKING:  # `datasets` is imported where it is used: importing it costs a second or two
     from datasets import Dataset, Features, IterableDataset
 
     from ..image_processing_s2mae import S2MAEImageProcessor
+    from .transforms import SampleTransform
 
 logger = logging.getLogger(__name__)
 
@@ -738,22 +740,45 @@ def label_info(dataset: "Dataset | IterableDataset") -> LabelInfo:
     return LabelInfo(None, [])
 
 
+def row_to_sample(row: Mapping[str, Any], problem_type: str | None = None, num_classes: int = 0) -> Sample:
+    """Decode one row of this format into a `Sample` (labels as the row holds them; none when `problem_type` is None).
+
+    Raises:
+        ValueError: a single-label row stored as unlabeled (-1) while labels are asked for.
+    """
+    sample = Sample(id=str(row.get("id", "<no id>")), raster=decode_row(row))
+    if problem_type == SINGLE_LABEL:
+        if row["label"] < 0:
+            raise ValueError(
+                f"Row {sample.id!r} is unlabeled (label -1); filter such rows out first "
+                "(dataset.filter(lambda row: row['label'] >= 0)) or pass with_labels=False."
+            )
+        sample.label = int(row["label"])
+    elif problem_type == MULTI_LABEL:
+        multi_hot = [0] * num_classes
+        for index in row["labels"]:
+            multi_hot[index] = 1
+        sample.labels = multi_hot
+    return sample
+
+
 def to_model_inputs(
     dataset: "Dataset | IterableDataset",
-    processor: "S2MAEImageProcessor",
+    processor: "S2MAEImageProcessor | SampleTransform",
     with_labels: bool = True,
     with_ids: bool = False,
 ) -> "Dataset | IterableDataset":
-    """Map raw rows to model inputs with an `S2MAEImageProcessor`, removing the raw columns.
+    """Map raw rows to model inputs through the one `SampleTransform`, removing the raw columns.
 
-    Each row is decoded (`decode_row`) and processed with `input_band_names` = the row's band names and
-    `nodata` = the row's nodata (None: the processor's own). Works lazily on a streaming `IterableDataset`; on a
-    map-style `Dataset`, `map` computes and caches every row (float32 at the processor's size), so prefer streaming
-    for large datasets.
+    Each row is decoded (`decode_row`) and transformed with the row's band names and nodata. Works lazily on a
+    streaming `IterableDataset`; on a map-style `Dataset`, `map` computes and caches every row (float32 at the
+    processor's size), so prefer streaming for large datasets. Rows with fewer valid pixels than the transform's
+    `min_valid_fraction` produce no output (counted in `transform.skipped`).
 
     Args:
         dataset: A `datasets.IterableDataset` or `datasets.Dataset` of this format (e.g. `load_spectral_dataset`).
-        processor: An `S2MAEImageProcessor` (its `band_names` and `size` set the output shape).
+        processor: A `SampleTransform` (augmentation, nodata-robust sampling), or an `S2MAEImageProcessor` (wrapped
+            in a `SampleTransform` without augmentation that keeps every sample with at least one valid pixel).
         with_labels: Add `labels`: the class index (int64) for single-label data, a multi-hot float32 vector of
             length num_classes for multi-label data. Raises for an unlabeled dataset or an unlabeled row (-1).
         with_ids: Keep the row id as `sample_id` (a string), e.g. for `PixelCollator(record_ids_to=...)`.
@@ -766,6 +791,9 @@ def to_model_inputs(
         ValueError: the dataset lacks the columns of this format or, with `with_labels`, its labels.
     """
     from datasets import Array2D, Array3D, Features, List, Value
+
+    from .training import stream_model_inputs
+    from .transforms import SampleTransform
 
     if dataset.features is None:
         raise ValueError(
@@ -782,7 +810,12 @@ def to_model_inputs(
             f"The dataset has no label column ({' or '.join(LABEL_COLUMNS)}); pass with_labels=False for unlabeled "
             "data (e.g. pretraining)."
         )
-    num_bands, size = len(processor.band_names), processor.size
+    if isinstance(processor, SampleTransform):
+        transform = processor
+        transform.with_labels, transform.with_ids = with_labels, with_ids
+    else:
+        transform = SampleTransform(processor, min_valid_fraction=0.0, with_labels=with_labels, with_ids=with_ids)
+    num_bands, size = len(transform.processor.band_names), transform.processor.size
     output_features = {
         "pixel_values": Array3D(shape=(num_bands, size, size), dtype="float32"),
         "pixel_mask": Array2D(shape=(size, size), dtype="int64"),
@@ -791,33 +824,12 @@ def to_model_inputs(
         output_features["labels"] = Value("int64") if problem_type == SINGLE_LABEL else List(Value("float32"))
     if with_ids:
         output_features["sample_id"] = Value("string")
+    label_type = problem_type if with_labels else None
 
-    def convert(row: dict[str, Any]) -> dict[str, Any]:
-        sample = decode_row(row)
-        try:
-            inputs = processor(
-                sample.array, input_band_names=sample.band_names, nodata=sample.nodata, return_tensors="np"
-            )
-        except ValueError as error:
-            raise ValueError(f"Row {row['id']!r}: {error}") from error
-        output = {"pixel_values": inputs["pixel_values"][0], "pixel_mask": inputs["pixel_mask"][0]}
-        if with_ids:
-            output["sample_id"] = str(row["id"])
-        if with_labels and problem_type == SINGLE_LABEL:
-            if row["label"] < 0:
-                raise ValueError(
-                    f"Row {row['id']!r} is unlabeled (label -1); filter such rows out first "
-                    "(dataset.filter(lambda row: row['label'] >= 0)) or pass with_labels=False."
-                )
-            output["labels"] = int(row["label"])
-        elif with_labels:
-            multi_hot = np.zeros(len(names), dtype=np.float32)
-            multi_hot[list(row["labels"])] = 1.0
-            output["labels"] = multi_hot
-        return output
+    def to_samples(row: dict[str, Any]) -> list[Sample]:
+        return [row_to_sample(row, label_type, len(names))]
 
-    mapped = dataset.map(convert, remove_columns=columns, features=Features(output_features))
-    return mapped.with_format("torch")
+    return stream_model_inputs(dataset, transform, to_samples, Features(output_features))
 
 
 __all__ = [
@@ -836,6 +848,7 @@ __all__ = [
     "label_info",
     "load_spectral_dataset",
     "push_hub_dataset",
+    "row_to_sample",
     "sample_to_row",
     "to_model_inputs",
     "write_hub_dataset",

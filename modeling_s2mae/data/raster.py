@@ -34,7 +34,14 @@ from rasterio.io import DatasetReader
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from ..sensors import EUROSAT_MS_BANDS, SENTINEL2_13_BANDS, SENTINEL2_BANDS, SENTINEL2_RESOLUTIONS_M
+from ..sensors import (
+    EUROSAT_MS_BANDS,
+    SENTINEL2_13_BANDS,
+    SENTINEL2_BANDS,
+    SENTINEL2_RESOLUTIONS_M,
+    band_positions,
+    canonical_band_name,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +55,6 @@ SIDECAR_SUFFIX = ".bands.json"
 """A file `<raster file name>.bands.json` next to a raster, holding `{"band_names": [...]}`, names its bands."""
 
 _BAND_TOKEN = re.compile(r"(?:^|[_\-.])(B(?:0?[1-9]|1[0-2]|8A))(?=[_\-.]|$)", re.IGNORECASE)
-_SENTINEL2_NAME = re.compile(r"^B0?([1-9]|1[0-2]|8A)$", re.IGNORECASE)
 
 
 class RasterReadError(ValueError):
@@ -116,12 +122,8 @@ class RasterSample:
         Raises:
             ValueError: if a requested band is not in this sample.
         """
-        wanted = [normalize_band_name(name) for name in band_names]
-        missing = [name for name in wanted if name not in self.band_names]
-        if missing:
-            raise ValueError(f"Bands {missing} are not in this sample; it has {self.band_names}.")
-        indices = [self.band_names.index(name) for name in wanted]
-        return replace(self, array=self.array[indices], band_names=wanted)
+        indices = band_positions(band_names, self.band_names)
+        return replace(self, array=self.array[indices], band_names=[self.band_names[i] for i in indices])
 
 
 @dataclass
@@ -155,14 +157,8 @@ class RasterInfo:
         return abs(self.transform.a), abs(self.transform.e)
 
 
-def normalize_band_name(name: str) -> str:
-    """Spell a Sentinel-2 band name the canonical way ("B4" / "b04" -> "B04", "b8a" -> "B8A"); others unchanged."""
-    name = name.strip()
-    match = _SENTINEL2_NAME.match(name)
-    if match is None:
-        return name
-    number = match.group(1).upper()
-    return f"B{number}" if number == "8A" else f"B{int(number):02d}"
+normalize_band_name = canonical_band_name
+"""Spell a Sentinel-2 band name the canonical way ("B4" / "b04" -> "B04", "b8a" -> "B8A"); others unchanged."""
 
 
 def band_name_from_filename(path: PathLike) -> str | None:
@@ -254,7 +250,7 @@ def _known_layouts(count: int) -> str:
 
 
 def _check_names(names: Sequence[str], count: int, path: Path, origin: str) -> list[str]:
-    names = [normalize_band_name(name) for name in names]
+    names = [str(name).strip() for name in names]
     if len(names) != count:
         raise RasterReadError(f"{path} has {count} bands but {origin} gives {len(names)} names: {names}.")
     if len(set(names)) != len(names):
@@ -262,18 +258,41 @@ def _check_names(names: Sequence[str], count: int, path: Path, origin: str) -> l
     return names
 
 
-def _names_from_dataset(dataset: DatasetReader, path: Path, band_names: Sequence[str] | None) -> list[str]:
-    if band_names is not None:
-        return _check_names(band_names, dataset.count, path, "band_names")
+def _declared_names(dataset: DatasetReader, path: Path) -> tuple[list[str], str] | None:
+    """The band names a file declares itself (its sidecar, else its band descriptions) and where they come from."""
     sidecar = _read_sidecar(path)
     if sidecar is not None:
-        return _check_names(sidecar, dataset.count, path, f"{path.name}{SIDECAR_SUFFIX}")
+        return _check_names(sidecar, dataset.count, path, f"{path.name}{SIDECAR_SUFFIX}"), "its sidecar"
     descriptions = dataset.descriptions
     if all(descriptions):
-        return _check_names(descriptions, dataset.count, path, "the band descriptions")
+        return _check_names(descriptions, dataset.count, path, "the band descriptions"), "its band descriptions"
+    return None
+
+
+def _names_from_dataset(
+    dataset: DatasetReader,
+    path: Path,
+    band_names: Sequence[str] | None,
+    default: Sequence[str] | None = None,
+) -> list[str]:
+    declared = _declared_names(dataset, path)
+    if band_names is not None:
+        names = _check_names(band_names, dataset.count, path, "band_names")
+        if declared is not None and [canonical_band_name(n) for n in declared[0]] != [
+            canonical_band_name(n) for n in names
+        ]:
+            raise RasterReadError(
+                f"{path} declares its band order in {declared[1]} as {declared[0]}, but {names} was given. One of "
+                "them is wrong: fix the file's band names, or give the order the file declares."
+            )
+        return names
+    if declared is not None:
+        return declared[0]
     token = band_name_from_filename(path)
     if dataset.count == 1 and token is not None:
         return [token]
+    if default is not None:
+        return _check_names(default, dataset.count, path, "the default band order")
     raise RasterReadError(
         f"Cannot tell the band names of {path} ({dataset.count} bands, no band descriptions, no "
         f"{path.name}{SIDECAR_SUFFIX} sidecar, no band token in the file name). Pass them as "
@@ -282,18 +301,21 @@ def _names_from_dataset(dataset: DatasetReader, path: Path, band_names: Sequence
     )
 
 
-def resolve_band_names(path: PathLike, band_names: Sequence[str] | None = None) -> list[str]:
-    """The names of the bands of one raster file, in file order.
+def resolve_band_names(
+    path: PathLike, band_names: Sequence[str] | None = None, default: Sequence[str] | None = None
+) -> list[str]:
+    """The names of the bands of one raster file, in file order, kept as spelled.
 
     Priority: `band_names` given here; a sidecar `<file>.bands.json`; the band descriptions stored in the file; for a
-    one-band file, the band token in its name (`..._B8A.tif`). Sentinel-2 names are normalised ("B4" -> "B04").
+    one-band file, the band token in its name (`..._B8A.tif`); then `default` (e.g. a dataset's documented order).
 
     Raises:
-        RasterReadError: if no source of names exists, or if the number of names differs from the band count.
+        RasterReadError: if no source of names exists, if the number of names differs from the band count, or if
+            `band_names` contradicts the order the file declares (sidecar or descriptions), naming both orders.
     """
     path = Path(path)
     with _open(path) as dataset:
-        return _names_from_dataset(dataset, path, band_names)
+        return _names_from_dataset(dataset, path, band_names, default)
 
 
 def _parse_resampling(resampling: str | Resampling) -> Resampling:
@@ -360,7 +382,7 @@ class _RasterStack:
             self.selection = self._select(bands)
             used = sorted({file_index for file_index, _ in self.selection})
             self.crs = self._common_crs(used)
-            self.nodata = nodata if nodata is not None else self._common_nodata(used)
+            self.nodata = self._common_nodata(used, nodata)
             self.dtype = np.result_type(*[self.datasets[i].dtypes[0] for i in used])
             self.grid = self._make_grid(used, target_resolution, out_shape)
             self.readers = {i: self._reader(i) for i in used}
@@ -386,7 +408,7 @@ class _RasterStack:
             )
         names, start = [], 0
         for ds, path in zip(self.datasets, self.paths):
-            names.append(_check_names(band_names[start : start + ds.count], ds.count, path, "band_names"))
+            names.append(_names_from_dataset(ds, path, band_names[start : start + ds.count]))
             start += ds.count
         return names
 
@@ -399,14 +421,12 @@ class _RasterStack:
         }
         if bands is None:
             return list(where.values())
-        wanted = [normalize_band_name(name) for name in bands]
-        missing = [name for name in wanted if name not in where]
-        if missing:
-            raise RasterReadError(
-                f"Bands {missing} are not in {[str(p) for p in self.paths]}; it has {self.band_names}."
-            )
-        self.band_names = wanted
-        return [where[name] for name in wanted]
+        try:
+            positions = band_positions(bands, self.band_names)
+        except ValueError as error:
+            raise RasterReadError(f"{[str(p) for p in self.paths]}: {error}") from error
+        self.band_names = [self.band_names[i] for i in positions]
+        return [where[name] for name in self.band_names]
 
     def _common_crs(self, used: list[int]) -> CRS | None:
         crs_values = {self.datasets[i].crs for i in used}
@@ -418,14 +438,27 @@ class _RasterStack:
             )
         return crs_values.pop()
 
-    def _common_nodata(self, used: list[int]) -> float | None:
-        values = {self.datasets[i].nodata for i in used} - {None}
-        if len(values) > 1:
-            raise RasterReadError(
-                f"The files {[str(self.paths[i]) for i in used]} declare different nodata values {sorted(values)}; "
-                "pass nodata=... to choose one."
+    def _common_nodata(self, used: list[int], nodata: float | None) -> float | None:
+        """The nodata value of the output: `nodata` if given (then it applies to every file), else the first value
+        the files declare.
+
+        Without `nodata`, each file keeps its own nodata (`self.file_nodata`): where files disagree, their missing
+        pixels are rewritten to the common value when read, so that no file's nodata is taken for data.
+        """
+        if nodata is not None:
+            self.file_nodata = dict.fromkeys(used, nodata)
+            return nodata
+        self.file_nodata = {i: self.datasets[i].nodata for i in used}
+        declared = [self.file_nodata[i] for i in used if self.file_nodata[i] is not None]
+        if len(set(declared)) > 1:
+            logger.info(
+                "The files %s declare different nodata values %s; each file's own value marks its missing pixels, "
+                "written as %s in the output.",
+                [self.paths[i].name for i in used],
+                sorted(set(declared)),
+                declared[0],
             )
-        return values.pop() if values else None
+        return declared[0] if declared else None
 
     def _make_grid(
         self,
@@ -471,8 +504,8 @@ class _RasterStack:
         if self.grid.matches(dataset):
             return dataset
         options: dict[str, Any] = {}
-        if self.nodata is not None:
-            options = {"src_nodata": self.nodata, "nodata": self.nodata}
+        if self.file_nodata[file_index] is not None:
+            options = {"src_nodata": self.file_nodata[file_index], "nodata": self.nodata}
         return self._stack.enter_context(
             WarpedVRT(
                 dataset,
@@ -533,9 +566,13 @@ class _RasterStack:
             outputs = [k for k, (i, _) in enumerate(self.selection) if i == file_index]
             indexes = [self.selection[k][1] for k in outputs]
             try:
-                array[outputs] = self.readers[file_index].read(indexes, window=window)
+                values = self.readers[file_index].read(indexes, window=window)
             except RasterioError as error:
                 raise _read_error(str(self.paths[file_index]), error) from error
+            own = self.file_nodata[file_index]
+            if own is not None and own != self.nodata and not isinstance(self.readers[file_index], WarpedVRT):
+                values = np.where(values == own, np.asarray(self.nodata, dtype=values.dtype), values)
+            array[outputs] = values
         return RasterSample(
             array=array,
             band_names=list(self.band_names),

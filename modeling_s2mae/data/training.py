@@ -1,144 +1,115 @@
-"""From records on disk to model inputs: a torch `Dataset`, the pretraining augmentation, and the collator.
+"""From samples to batches for `Trainer`: a map-style dataset, a streamed dataset, the split and the collator.
 
-The augmentation is the method's pretraining recipe, RandomResizedCrop (scale 0.2-1.0) + horizontal flip. The
-crop is taken from the raw raster before the processor resizes it to the model size, so that one resize does
-both; the flip is applied to the processed tensors.
+Both datasets run every sample through one `SampleTransform` (processor + augmentation + nodata-robust sampling), so
+local files and streamed Hub rows are prepared identically.
 """
 
-import math
+import logging
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 
-from .builders import load_record
 from .raster import RasterSample
+from .samples import RasterRecord, Sample, record_to_sample
+from .transforms import SampleTransform
+
+logger = logging.getLogger(__name__)
 
 
-def random_resized_crop_window(
-    height: int,
-    width: int,
-    rng: random.Random,
-    scale: tuple[float, float] = (0.2, 1.0),
-    ratio: tuple[float, float] = (3 / 4, 4 / 3),
-) -> tuple[int, int, int, int]:
-    """A random crop (top, left, crop_height, crop_width) covering `scale` of the area with aspect `ratio`.
-
-    Falls back to the largest centred crop of admissible aspect ratio after 10 failed draws, as torchvision does.
-    """
-    area = height * width
-    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
-    for _ in range(10):
-        target_area = area * rng.uniform(*scale)
-        aspect = math.exp(rng.uniform(*log_ratio))
-        crop_width = int(round(math.sqrt(target_area * aspect)))
-        crop_height = int(round(math.sqrt(target_area / aspect)))
-        if 0 < crop_width <= width and 0 < crop_height <= height:
-            return rng.randint(0, height - crop_height), rng.randint(0, width - crop_width), crop_height, crop_width
-    in_ratio = width / height
-    if in_ratio < ratio[0]:
-        crop_width, crop_height = width, int(round(width / ratio[0]))
-    elif in_ratio > ratio[1]:
-        crop_height, crop_width = height, int(round(height * ratio[1]))
-    else:
-        crop_height, crop_width = height, width
-    return (height - crop_height) // 2, (width - crop_width) // 2, crop_height, crop_width
+def as_sample(item: RasterRecord | Sample | RasterSample | dict[str, Any], index: int = 0) -> Sample:
+    """A `Sample` from a builder record (read now), a `Sample`, or a bare `RasterSample`."""
+    if isinstance(item, Sample):
+        return item
+    if isinstance(item, RasterSample):
+        return Sample(id=f"sample-{index:08d}", raster=item)
+    if isinstance(item, dict) and "paths" in item:
+        return record_to_sample(item)
+    raise TypeError(f"Item {index} is a {type(item).__name__}; expected a builder record, a Sample or a RasterSample.")
 
 
-def sample_to_inputs(
-    sample: RasterSample,
-    processor: Any,
-    crop: tuple[int, int, int, int] | None = None,
-    flip: bool = False,
-) -> dict[str, torch.Tensor]:
-    """Run the processor on one raster sample.
+class SampleDataset(torch.utils.data.Dataset):
+    """Map-style dataset over builder records (read lazily) or any sequence of `Sample`s, through a `SampleTransform`.
+
+    A sample the transform rejects (too few valid pixels) is replaced by another one drawn at random, up to
+    `max_redraws` times, and counted in `transform.skipped`; a run never stops on a legitimate sparse tile.
 
     Args:
-        sample: Pixels (C_in, H, W) with band names and nodata.
-        processor: An `S2MAEImageProcessor`.
-        crop: Optional (top, left, height, width) taken before processing.
-        flip: Mirror the processed image left-right.
-
-    Returns:
-        {"pixel_values": (C, size, size) float32, "pixel_mask": (size, size) int64}.
-    """
-    array = sample.array
-    if crop is not None:
-        top, left, crop_height, crop_width = crop
-        array = array[:, top : top + crop_height, left : left + crop_width]
-    features = processor(
-        np.ascontiguousarray(array),
-        input_band_names=sample.band_names,
-        input_data_format="channels_first",
-        nodata=sample.nodata,
-        return_tensors="pt",
-    )
-    pixel_values, pixel_mask = features["pixel_values"][0], features["pixel_mask"][0]
-    if flip:
-        pixel_values, pixel_mask = pixel_values.flip(-1), pixel_mask.flip(-1)
-    return {"pixel_values": pixel_values, "pixel_mask": pixel_mask}
-
-
-class RasterRecordDataset(torch.utils.data.Dataset):
-    """Map-style dataset over builder records: reads each record's raster and prepares it for the model.
-
-    Args:
-        records: Records from `eurosat_folder`, `bigearthnet_folder` or `scene_tiles` (a `RecordSet` or a list).
-        processor: An `S2MAEImageProcessor`.
-        augment: Apply RandomResizedCrop(scale 0.2-1.0) + horizontal flip (pretraining recipe).
-        crop_scale: The area range of the random crop.
-        with_labels: Return `labels` (int for single-label records, float multi-hot for multi-label ones).
-        with_ids: Return the record's `sample_id` (a string), for `PixelCollator(record_ids_to=...)`.
+        items: Records from the builders (`eurosat_folder`, `bigearthnet_folder`, `scene_tiles`, ...), or a sequence
+            of `Sample`s (e.g. `BigEarthNetV2`).
+        transform: The `SampleTransform`.
+        max_redraws: How many other samples to try before giving up on an index.
     """
 
-    def __init__(
-        self,
-        records: Sequence[dict[str, Any]],
-        processor: Any,
-        augment: bool = False,
-        crop_scale: tuple[float, float] = (0.2, 1.0),
-        with_labels: bool = False,
-        with_ids: bool = False,
-    ):
-        self.records = list(records)
-        if not self.records:
-            raise ValueError("No records to train on: the dataset folder or scene list is empty.")
-        self.processor = processor
-        self.augment = augment
-        self.crop_scale = crop_scale
-        self.with_labels = with_labels
-        self.with_ids = with_ids
+    def __init__(self, items: Sequence[Any], transform: SampleTransform, max_redraws: int = 50) -> None:
+        if len(items) == 0:
+            raise ValueError("No samples: the dataset folder, scene list or split is empty.")
+        self.items = items
+        self.transform = transform
+        self.max_redraws = max_redraws
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self.items)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        record = self.records[index]
-        sample = load_record(record)
-        crop, flip = None, False
-        if self.augment:
-            # drawn from torch's generator, which Trainer seeds and DataLoader workers re-seed one by one
-            rng = random.Random(int(torch.randint(0, 2**62, (1,)).item()))
-            crop = random_resized_crop_window(sample.height, sample.width, rng, self.crop_scale)
-            flip = rng.random() < 0.5
-        item = sample_to_inputs(sample, self.processor, crop, flip)
-        if self.with_labels:
-            item["labels"] = record_labels(record)
-        if self.with_ids:
-            item["sample_id"] = str(record["id"])
-        return item
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        rng = random.Random(int(torch.randint(0, 2**62, (1,)).item()))
+        tried = []
+        for _ in range(self.max_redraws + 1):
+            sample = as_sample(self.items[index], index)
+            item = self.transform(sample, rng)
+            if item is not None:
+                return item
+            tried.append(sample.id)
+            logger.info("Skipping %s: fewer valid pixels than min_valid_fraction; drawing another sample.", sample.id)
+            index = rng.randrange(len(self))
+        raise ValueError(
+            f"{len(tried)} samples in a row had fewer valid pixels than min_valid_fraction="
+            f"{self.transform.min_valid_fraction} (e.g. {tried[:3]}): the data is almost all nodata. Check the "
+            "nodata value, lower --min_valid_fraction, or choose another area."
+        )
 
 
-def record_labels(record: dict[str, Any]) -> torch.Tensor:
-    """The label of a record: a long scalar for single-label records, a float multi-hot vector otherwise."""
-    if record.get("labels") is not None:
-        return torch.tensor(record["labels"], dtype=torch.float32)
-    if record.get("label") is not None:
-        return torch.tensor(int(record["label"]), dtype=torch.long)
-    raise ValueError(f"Record {record.get('id')!r} has no 'label' or 'labels'.")
+def stream_model_inputs(
+    dataset: Any,
+    transform: SampleTransform,
+    to_samples: Callable[[dict[str, Any]], Iterable[Sample]],
+    features: Any | None = None,
+) -> Any:
+    """Map a (streamed) Hugging Face dataset of raw rows to model inputs; one row may give 0, 1 or many samples.
+
+    The mapping is a batched `datasets` map of one row at a time, so the result is still a `datasets` dataset:
+    Trainer shards it across processes by file, and samples the transform rejects simply produce no output row.
+
+    Args:
+        dataset: A `datasets.IterableDataset` (or `Dataset`) of raw rows.
+        transform: The `SampleTransform` (its counters count rejected samples in this process).
+        to_samples: Decodes one raw row into samples (e.g. `decode_row` for the s2mae format, one grid cell into tiles
+            for Major-TOM).
+        features: The output `datasets.Features` (pixel_values, pixel_mask, and labels / sample_id if produced).
+
+    Returns:
+        The mapped dataset in torch format.
+    """
+    columns = list(dataset.features or {}) or None
+
+    def convert(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
+        output: dict[str, list[Any]] = {}
+        for row in rows:
+            for sample in to_samples(row):
+                item = transform(sample)
+                if item is None:
+                    continue
+                for key, value in item.items():
+                    output.setdefault(key, []).append(value.numpy() if isinstance(value, torch.Tensor) else value)
+        if not output:  # every sample of the batch was rejected: an empty batch with the right columns
+            output = {name: [] for name in (features or {"pixel_values": None, "pixel_mask": None})}
+        return output
+
+    mapped = dataset.map(convert, batched=True, batch_size=1, remove_columns=columns, features=features)
+    return mapped.with_format("torch")
 
 
 def split_records(
@@ -148,7 +119,7 @@ def split_records(
 
     Args:
         records: Records with a `label` when `stratify`.
-        fraction: Share of records (of each class, when `stratify`) held out; 0 holds out nothing.
+        fraction: Share of records (of each class, when `stratify`) held out, in [0, 1); 0 holds out nothing.
         seed: Seed of the shuffle.
         stratify: Split each class separately; a class with >= 2 records gives at least one to validation.
             Otherwise at least one record is held out when there are >= 2.
@@ -156,7 +127,9 @@ def split_records(
     Returns:
         (train records, validation records).
     """
-    if fraction <= 0:
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"The validation fraction must be in [0, 1), got {fraction}.")
+    if fraction == 0:
         return list(records), []
     generator = torch.Generator().manual_seed(seed)
     pools: dict[Any, list[dict[str, Any]]] = {}
@@ -201,10 +174,9 @@ class PixelCollator:
 
 __all__ = [
     "PixelCollator",
-    "RasterRecordDataset",
+    "SampleDataset",
+    "as_sample",
     "collate_pixels",
-    "random_resized_crop_window",
-    "record_labels",
-    "sample_to_inputs",
     "split_records",
+    "stream_model_inputs",
 ]

@@ -1,0 +1,281 @@
+"""Training helpers the example scripts share: configs from presets, the image processor of a checkpoint, layer-wise
+learning-rate decay driven by the model itself, freezing, and safe resumption.
+
+Resumption: `find_resume_checkpoint` returns the newest *complete* `checkpoint-N` of an output folder (its
+`trainer_state.json` parses and its weights exist); an incomplete one (a run killed while saving, a full disk) is
+renamed `checkpoint-N.incomplete` with a warning instead of breaking every later run. `check_resume_compatible`
+refuses to resume a checkpoint whose model differs from the one the command line asks for.
+"""
+
+import json
+import logging
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import Trainer, TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from .configuration_s2mae import S2MAE_PRESETS, S2MAEConfig
+from .image_processing_s2mae import S2MAEImageProcessor, S2MAEImageProcessorKwargs
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_PRESET: dict[str, int] = {
+    "hidden_size": 192,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 3,
+    "intermediate_size": 768,
+    "decoder_hidden_size": 128,
+    "decoder_num_hidden_layers": 2,
+    "decoder_num_attention_heads": 4,
+    "decoder_intermediate_size": 512,
+    "image_size": 64,
+}
+"""The small model of the sample runs: trains in minutes on a laptop CPU."""
+
+ARCHITECTURE_FIELDS = (
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "decoder_hidden_size",
+    "decoder_num_hidden_layers",
+    "image_size",
+    "patch_size",
+    "spectral_patch_size",
+    "band_names",
+    "position_embedding_type",
+)
+"""Config fields that must agree between a checkpoint and the run that resumes it."""
+
+
+def build_config(preset: str = "sample", config_overrides: str | None = None, **fields: Any) -> S2MAEConfig:
+    """The config of a new model: a preset, then `fields` (None values ignored), then `"a=1,b=2"` overrides.
+
+    Args:
+        preset: "sample" (`SAMPLE_PRESET`) or a key of `S2MAE_PRESETS` ("vit-s", "vit-b", "vit-l", "vit-h").
+        config_overrides: Other config fields as `name=value` pairs separated by commas.
+        **fields: Config fields (e.g. image_size, band_names, mask_ratio).
+
+    Raises:
+        ValueError: an unknown preset, an unknown or badly typed override, or an invalid combination.
+    """
+    presets = {"sample": SAMPLE_PRESET, **S2MAE_PRESETS}
+    if preset not in presets:
+        raise ValueError(f"Unknown preset {preset!r}; choose one of {sorted(presets)}.")
+    values = {**presets[preset], **{key: value for key, value in fields.items() if value is not None}}
+    config = S2MAEConfig(**values)
+    if config_overrides:
+        known = set(config.to_dict())
+        for pair in config_overrides.split(","):
+            name = pair.split("=", 1)[0].strip()
+            if "=" not in pair or name not in known:
+                raise ValueError(
+                    f"Bad config override {pair!r}: expected name=value with a field of S2MAEConfig, e.g. "
+                    "'drop_path_rate=0.1,decoder_num_hidden_layers=2'."
+                )
+        try:
+            config.update_from_string(config_overrides)
+        except ValueError as error:
+            raise ValueError(f"Bad config override in {config_overrides!r}: {error}") from error
+        config = S2MAEConfig(**config.to_dict())  # re-validate the combination
+    return config
+
+
+def load_image_processor(
+    config: S2MAEConfig, checkpoint: str | os.PathLike[str] | None = None, **overrides: Any
+) -> S2MAEImageProcessor:
+    """The image processor for a model: the checkpoint's saved settings (the scaling it was trained with) when it has
+    a `preprocessor_config.json`, the model's bands and size, then `overrides` (None values ignored).
+
+    Raises:
+        ValueError: the saved processor's band order disagrees with the model's config.
+    """
+    settings: dict[str, Any] = {}
+    if checkpoint is not None:
+        try:
+            saved = S2MAEImageProcessor.from_pretrained(checkpoint)
+        except OSError:
+            logger.info("%s has no preprocessor_config.json; using the default processor settings.", checkpoint)
+        else:
+            if list(saved.band_names) != list(config.band_names):
+                raise ValueError(
+                    f"{checkpoint}: the image processor's bands {saved.band_names} differ from the model's "
+                    f"{list(config.band_names)}; re-save the processor with the model's band order."
+                )
+            settings = {key: getattr(saved, key) for key in S2MAEImageProcessorKwargs.__annotations__}
+    for key in ("band_names", "size", "input_band_names"):
+        settings.pop(key, None)  # from the model; each sample carries its own band names
+    settings.update({key: value for key, value in overrides.items() if value is not None})
+    return S2MAEImageProcessor.from_model_config(config, **settings)
+
+
+def optimizer_param_groups(
+    model: torch.nn.Module, weight_decay: float, layer_decay: float | None = None
+) -> list[dict[str, Any]]:
+    """Parameter groups of the trainable parameters, one per (depth, with or without weight decay).
+
+    The model says which parameters take no weight decay (`model.no_weight_decay()`) and how deep each one sits
+    (`model.layer_id(name)`: 0 for the embeddings, i + 1 for encoder block i, N + 1 above the blocks). Each group
+    gets `lr_scale` = layer_decay ** (N + 1 - depth) (1.0 without layer decay).
+    """
+    if layer_decay is not None and not 0.0 < layer_decay <= 1.0:
+        raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay}.")
+    top = model.config.num_hidden_layers + 1
+    no_decay = model.no_weight_decay()
+    groups: dict[tuple[int, bool], dict[str, Any]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        key = (model.layer_id(name), name not in no_decay)
+        if key not in groups:
+            groups[key] = {
+                "params": [],
+                "weight_decay": weight_decay if key[1] else 0.0,
+                "lr_scale": 1.0 if layer_decay is None else layer_decay ** (top - key[0]),
+            }
+        groups[key]["params"].append(param)
+    return [groups[key] for key in sorted(groups)]
+
+
+class S2MAETrainer(Trainer):
+    """`Trainer` whose optimizer groups follow the model: no weight decay where `model.no_weight_decay()` says, and
+    one group per layer with `layer_decay`. The optimizer class and its settings come from `TrainingArguments`; the
+    scheduler multiplies each group's own initial lr, so layer decay holds through warmup, decay and resumption."""
+
+    def __init__(self, *args: Any, layer_decay: float | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.layer_decay = layer_decay
+
+    def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
+        if self.optimizer is not None:
+            return self.optimizer
+        opt_model = self.model if model is None else model
+        groups = optimizer_param_groups(opt_model, self.args.weight_decay, self.layer_decay)
+        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+        for group in groups:
+            group["lr"] = optimizer_kwargs.get("lr", self.args.learning_rate) * group.pop("lr_scale")
+        self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        return self.optimizer
+
+
+def freeze_encoder(model: torch.nn.Module) -> int:
+    """Linear probe: freeze every encoder parameter (embeddings, blocks, final norm); the pooler LayerNorm and the
+    task head stay trainable. Returns the number of trainable parameters left."""
+    for name, param in model.named_parameters():
+        if name.startswith("s2mae.") and not name.startswith("s2mae.pooler."):
+            param.requires_grad_(False)
+    return sum(param.numel() for param in model.parameters() if param.requires_grad)
+
+
+def _checkpoint_complete(folder: Path) -> str | None:
+    """None when `folder` is a complete Trainer checkpoint, else why not."""
+    state = folder / "trainer_state.json"
+    if not state.is_file():
+        return "no trainer_state.json"
+    try:
+        json.loads(state.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        return f"trainer_state.json does not parse ({error})"
+    weights = list(folder.glob("*.safetensors")) + list(folder.glob("pytorch_model*.bin"))
+    if not weights or any(path.stat().st_size == 0 for path in weights):
+        return "no model weights"
+    if not (folder / "config.json").is_file():
+        return "no config.json"
+    return None
+
+
+def find_resume_checkpoint(output_dir: str | os.PathLike[str]) -> str | None:
+    """The newest complete `checkpoint-N` in `output_dir`, or None; incomplete ones are set aside with a warning.
+
+    An incomplete checkpoint (killed during a save, disk full) is renamed `checkpoint-N.incomplete` (a numbered
+    suffix if that exists), so that Trainer and later runs never pick it up and nothing is deleted.
+    """
+    root = Path(output_dir)
+    if not root.is_dir():
+        return None
+    candidates = []
+    for path in root.iterdir():
+        prefix, _, step = path.name.partition("-")
+        if path.is_dir() and prefix == PREFIX_CHECKPOINT_DIR and step.isdigit():
+            candidates.append((int(step), path))
+    for _, path in sorted(candidates, reverse=True):
+        problem = _checkpoint_complete(path)
+        if problem is None:
+            return str(path)
+        target = path.with_name(f"{path.name}.incomplete")
+        suffix = 1
+        while target.exists():
+            target, suffix = path.with_name(f"{path.name}.incomplete{suffix}"), suffix + 1
+        path.rename(target)
+        logger.warning("Set aside the incomplete checkpoint %s (%s) as %s.", path, problem, target.name)
+    return None
+
+
+def check_resume_compatible(checkpoint: str | os.PathLike[str], config: S2MAEConfig) -> None:
+    """Raise when the checkpoint to resume holds another model than `config` describes (bands, sizes, widths).
+
+    Raises:
+        ValueError: naming every field that differs and how to start afresh.
+    """
+    saved = json.loads((Path(checkpoint) / "config.json").read_text(encoding="utf-8"))
+    current = config.to_dict()
+    differing = [
+        f"{name}: checkpoint {saved.get(name)!r}, this run {current.get(name)!r}"
+        for name in ARCHITECTURE_FIELDS
+        if name in saved and _normalised(saved.get(name)) != _normalised(current.get(name))
+    ]
+    if differing:
+        raise ValueError(
+            f"{checkpoint} holds a model that differs from this run's ({'; '.join(differing)}). Resuming would train "
+            "the old model under the new settings. Use another --output_dir to start afresh, delete the checkpoint "
+            "folders, or repeat the original run's arguments."
+        )
+
+
+def _normalised(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def check_finite_loss(metrics: Mapping[str, Any], key: str = "eval_loss") -> None:
+    """Raise when `metrics[key]` is NaN or infinite: the run diverged."""
+    value = metrics.get(key)
+    if value is not None and not math.isfinite(value):
+        raise RuntimeError(f"{key} is {value}: the run diverged; lower --learning_rate or check the input scaling.")
+
+
+class SkippedSamplesCallback(TrainerCallback):
+    """Adds the counts of samples and crops that nodata-robust sampling skipped to every log line."""
+
+    def __init__(self, *transforms: Any) -> None:
+        self.transforms = [transform for transform in transforms if transform is not None]
+
+    def counts(self) -> dict[str, int]:
+        total = {"skipped_samples": 0, "redrawn_crops": 0}
+        for transform in self.transforms:
+            for key, value in transform.skipped.as_dict().items():
+                total[key] += value
+        return total
+
+    def on_log(self, args, state, control, logs=None, **kwargs) -> None:
+        if logs is not None and "loss" in logs:
+            logs.update(self.counts())
+
+
+__all__ = [
+    "ARCHITECTURE_FIELDS",
+    "SAMPLE_PRESET",
+    "S2MAETrainer",
+    "SkippedSamplesCallback",
+    "build_config",
+    "check_finite_loss",
+    "check_resume_compatible",
+    "find_resume_checkpoint",
+    "freeze_encoder",
+    "load_image_processor",
+    "optimizer_param_groups",
+]
