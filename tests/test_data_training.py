@@ -10,8 +10,8 @@ from modeling_s2mae.data.transforms import random_resized_crop_window
 
 def test_split_is_reproducible_disjoint_and_stratified():
     records = [{"id": f"{label}-{i}", "label": label} for label in (0, 1) for i in range(5)]
-    train, validation = split_records(records, 0.2, seed=3, stratify=True)
-    assert split_records(records, 0.2, seed=3, stratify=True) == (train, validation)
+    train, validation = split_records(records, 0.2, seed=3, by="label")
+    assert split_records(records, 0.2, seed=3, by="label") == (train, validation)
     assert {r["id"] for r in train} | {r["id"] for r in validation} == {r["id"] for r in records}
     assert not {r["id"] for r in train} & {r["id"] for r in validation}
     assert sorted(r["label"] for r in validation) == [0, 1]  # one of each class

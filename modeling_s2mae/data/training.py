@@ -113,28 +113,48 @@ def stream_model_inputs(
 
 
 def split_records(
-    records: Sequence[dict[str, Any]], fraction: float, seed: int, stratify: bool = False
+    records: Sequence[dict[str, Any]], fraction: float, seed: int, by: str = "random"
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """A reproducible train / validation split of builder records.
 
     Args:
-        records: Records with a `label` when `stratify`.
-        fraction: Share of records (of each class, when `stratify`) held out, in [0, 1); 0 holds out nothing.
+        records: Builder records.
+        fraction: Share of records held out, in [0, 1); 0 holds out nothing.
         seed: Seed of the shuffle.
-        stratify: Split each class separately; a class with >= 2 records gives at least one to validation.
-            Otherwise at least one record is held out when there are >= 2.
+        by: "random"; "label" (stratified: each class split on its own, a class with >= 2 records gives at least one
+            to validation); or "scene" (whole scenes held out, so validation tiles never neighbour training tiles;
+            with a single scene this falls back to "random" with a warning). At least one record is held out when
+            there are >= 2.
 
     Returns:
         (train records, validation records).
     """
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"The validation fraction must be in [0, 1), got {fraction}.")
+    if by not in ("random", "label", "scene"):
+        raise ValueError(f"by must be 'random', 'label' or 'scene', got {by!r}.")
     if fraction == 0:
         return list(records), []
     generator = torch.Generator().manual_seed(seed)
+    if by == "scene":
+        scenes = sorted({str(record.get("scene", record["id"])) for record in records})
+        if len(scenes) < 2:
+            logger.warning("Only one scene: the validation tiles neighbour training tiles of the same scene.")
+            by = "random"
+        else:
+            order = [scenes[i] for i in torch.randperm(len(scenes), generator=generator).tolist()]
+            held_out: set[str] = set()
+            count = 0
+            for scene in order[:-1]:
+                if count >= fraction * len(records):
+                    break
+                held_out.add(scene)
+                count += sum(str(record.get("scene", record["id"])) == scene for record in records)
+            validation = [r for r in records if str(r.get("scene", r["id"])) in held_out]
+            return [r for r in records if str(r.get("scene", r["id"])) not in held_out], validation
     pools: dict[Any, list[dict[str, Any]]] = {}
     for record in records:
-        pools.setdefault(record["label"] if stratify else 0, []).append(record)
+        pools.setdefault(record["label"] if by == "label" else 0, []).append(record)
     train, validation = [], []
     for key in sorted(pools):
         pool = pools[key]
