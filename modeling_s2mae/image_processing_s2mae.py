@@ -7,7 +7,8 @@ Pipeline, per image (shapes for one image; a batch adds a leading B):
    dropped; a missing band is an error. Files disagree on band order (EuroSAT puts B8A last, most others right
    after B08), so a band is never taken by position.
 3. Mark invalid pixels: a pixel is invalid when it equals `nodata` or is not finite in any of the C bands.
-4. Scale with `scaling` ("minmax", "reflectance", "standardize" or "sigma"), statistics from valid pixels only.
+4. Scale with `scaling` ("minmax", "reflectance", "standardize", "sigma" or "dataset_range"); "minmax" takes its
+   per-image statistics from valid pixels only, the others use fixed or dataset-level values.
 5. Resize to (size, size) with `torch.nn.functional.interpolate`; the validity mask with nearest neighbour.
 6. Clamp to [0, 1] (all scalings but "standardize") and write 0 at invalid pixels.
 
@@ -16,6 +17,7 @@ int64, 1 where a pixel is valid in every band.
 """
 
 import copy
+import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any, TypedDict
@@ -57,7 +59,7 @@ EUROSAT_BAND_STD: dict[str, float] = {
 }  # fmt: skip
 """Per-band standard deviation of EuroSAT-MS (digital numbers). There is no B10 statistic."""
 
-SCALING_METHODS: tuple[str, ...] = ("minmax", "reflectance", "standardize", "sigma")
+SCALING_METHODS: tuple[str, ...] = ("minmax", "reflectance", "standardize", "sigma", "dataset_range")
 """Accepted values of `scaling`."""
 
 RESAMPLE_MODES: tuple[str, ...] = ("bilinear", "bicubic", "nearest", "area")
@@ -67,7 +69,8 @@ INPUT_DATA_FORMATS: tuple[str, ...] = ("channels_first", "channels_last")
 """Accepted values of `input_data_format` (a `transformers.image_utils.ChannelDimension` works too)."""
 
 _SCALINGS_WITH_STATS = ("standardize", "sigma")
-_SCALINGS_IN_UNIT_RANGE = ("minmax", "reflectance", "sigma")
+_SCALINGS_WITH_RANGE = ("dataset_range",)
+_SCALINGS_IN_UNIT_RANGE = ("minmax", "reflectance", "sigma", "dataset_range")
 SIGMA_RANGE = 2.0
 """The "sigma" scaling maps [mean - SIGMA_RANGE * std, mean + SIGMA_RANGE * std] onto [0, 1]."""
 _TORCH_MODES = {"bilinear": "bilinear", "bicubic": "bicubic", "nearest": "nearest-exact", "area": "area"}
@@ -84,6 +87,9 @@ class S2MAEImageProcessorKwargs(TypedDict, total=False):
     scaling: str
     band_mean: dict[str, float] | None
     band_std: dict[str, float] | None
+    band_low: dict[str, float] | None
+    band_high: dict[str, float] | None
+    band_statistics: dict[str, Any] | None
     reflectance_scale: float
     reflectance_offset: float
     nodata: float | int | None
@@ -113,10 +119,20 @@ class S2MAEImageProcessor(BaseImageProcessor):
               unbounded, roughly zero mean and unit variance (the EuroSAT fine-tuning recipe).
             - "sigma": `[band_mean - 2 band_std, band_mean + 2 band_std]` mapped onto [0, 1], clipped (the
               BigEarthNet recipe).
+            - "dataset_range": `(x - band_low) / (band_high - band_low)`, clipped to [0, 1], with dataset-level
+              per-band bounds (e.g. the 1st and 99th percentiles from `compute_band_statistics`). Unlike "minmax"
+              it keeps absolute radiometry: a dark and a bright image stay different.
         band_mean: Per-band means keyed by band name, in the input's units (digital numbers for Sentinel-2 L1C).
             Needed for "standardize" and "sigma", for every band of `band_names`. Extra bands are ignored. See
             `EUROSAT_BAND_MEAN` and `FMOW_SENTINEL_BAND_MEAN`.
         band_std: Per-band standard deviations keyed by band name, same rules as `band_mean`; must be > 0.
+        band_low: Per-band lower bounds keyed by band name (input units), mapped to 0 by "dataset_range"; needed
+            for every band of `band_names` with that scaling.
+        band_high: Per-band upper bounds, mapped to 1 by "dataset_range"; `band_high[b] > band_low[b]`.
+        band_statistics: The dataset statistics the bounds come from (`BandStatistics.to_dict()`, or a
+            `BandStatistics`), stored as they are so that a saved processor documents its data; not used to scale.
+            `BandStatistics.processor_kwargs()` gives `scaling`, `band_low`, `band_high`, `band_mean`, `band_std`
+            and `band_statistics` at once.
         reflectance_scale: Divisor of "reflectance" scaling (10000 for Sentinel-2 digital numbers).
         reflectance_offset: Added before dividing in "reflectance" scaling; -1000 for Sentinel-2 products of
             processing baseline 04.00 or later (from January 2022), 0 before.
@@ -129,6 +145,11 @@ class S2MAEImageProcessor(BaseImageProcessor):
         >>> inputs = processor(tile, return_tensors="pt")  # tile: (13, 64, 64) uint16 from a EuroSAT-MS file
         >>> inputs["pixel_values"].shape, inputs["pixel_mask"].shape
         (torch.Size([1, 12, 128, 128]), torch.Size([1, 128, 128]))
+
+        Dataset-level ranges, which keep absolute radiometry (see `modeling_s2mae.data.statistics`):
+
+        >>> stats = compute_band_statistics(samples, band_names=SENTINEL2_BANDS)  # 1st / 99th percentiles, ...
+        >>> processor = S2MAEImageProcessor(input_band_names=EUROSAT_MS_BANDS, **stats.processor_kwargs())
     """
 
     model_input_names = ["pixel_values", "pixel_mask"]
@@ -143,6 +164,9 @@ class S2MAEImageProcessor(BaseImageProcessor):
         scaling: str = "minmax",
         band_mean: Mapping[str, float] | None = None,
         band_std: Mapping[str, float] | None = None,
+        band_low: Mapping[str, float] | None = None,
+        band_high: Mapping[str, float] | None = None,
+        band_statistics: Mapping[str, Any] | None = None,
         reflectance_scale: float = 10000.0,
         reflectance_offset: float = 0.0,
         nodata: float | int | None = None,
@@ -166,6 +190,9 @@ class S2MAEImageProcessor(BaseImageProcessor):
         self.scaling = _check_choice(scaling, SCALING_METHODS, "scaling")
         self.band_mean = _check_stats(band_mean, "band_mean")
         self.band_std = _check_stats(band_std, "band_std")
+        self.band_low = _check_stats(band_low, "band_low")
+        self.band_high = _check_stats(band_high, "band_high")
+        self.band_statistics = _check_band_statistics(band_statistics)
         self.reflectance_scale = _check_number(reflectance_scale, "reflectance_scale", positive=True)
         self.reflectance_offset = _check_number(reflectance_offset, "reflectance_offset")
         self.nodata = None if nodata is None else _check_number(nodata, "nodata", allow_int=True)
@@ -282,6 +309,8 @@ class S2MAEImageProcessor(BaseImageProcessor):
 
     def _check_stats_cover_bands(self, scaling: str) -> None:
         """Raise if `scaling` needs per-band statistics that are missing or invalid for a model band."""
+        if scaling in _SCALINGS_WITH_RANGE:
+            self._check_range_covers_bands(scaling)
         if scaling not in _SCALINGS_WITH_STATS:
             return
         for stats_name in ("band_mean", "band_std"):
@@ -295,6 +324,24 @@ class S2MAEImageProcessor(BaseImageProcessor):
         non_positive = [name for name in self.band_names if self.band_std[name] <= 0]
         if non_positive:
             raise ValueError(f"band_std must be > 0 for every model band; it is not for {non_positive}.")
+
+    def _check_range_covers_bands(self, scaling: str) -> None:
+        """Raise if `band_low` / `band_high` miss a model band or do not satisfy high > low."""
+        for stats_name in ("band_low", "band_high"):
+            stats = getattr(self, stats_name)
+            missing = self.band_names if stats is None else [name for name in self.band_names if name not in stats]
+            if missing:
+                raise ValueError(
+                    f"scaling={scaling!r} needs {stats_name} for every model band, but it lacks {missing}. Compute "
+                    "dataset statistics with modeling_s2mae.data.statistics.compute_band_statistics and pass "
+                    "**stats.processor_kwargs(), or pass band_low / band_high dicts keyed by band name."
+                )
+        inverted = [name for name in self.band_names if not self.band_high[name] > self.band_low[name]]
+        if inverted:
+            raise ValueError(
+                f"band_high must be > band_low for every model band; it is not for {inverted} "
+                f"(low {[self.band_low[n] for n in inverted]}, high {[self.band_high[n] for n in inverted]})."
+            )
 
     def _process_batch(
         self,
@@ -358,6 +405,11 @@ class S2MAEImageProcessor(BaseImageProcessor):
             return (images - low) / (high - low + self.minmax_eps)
         if scaling == "reflectance":
             return ((images + self.reflectance_offset) / self.reflectance_scale).clamp(0.0, 1.0)
+        if scaling == "dataset_range":
+            low = torch.tensor([self.band_low[name] for name in self.band_names], dtype=images.dtype)
+            high = torch.tensor([self.band_high[name] for name in self.band_names], dtype=images.dtype)
+            low, high = low.view(1, -1, 1, 1), high.view(1, -1, 1, 1)
+            return ((images - low) / (high - low)).clamp(0.0, 1.0)
         mean = torch.tensor([self.band_mean[name] for name in self.band_names], dtype=images.dtype)
         std = torch.tensor([self.band_std[name] for name in self.band_names], dtype=images.dtype)
         mean, std = mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
@@ -421,6 +473,25 @@ def _check_stats(stats: Mapping[str, float] | None, what: str) -> dict[str, floa
     return result
 
 
+def _check_band_statistics(statistics: Any) -> dict[str, Any] | None:
+    """Copy dataset statistics (a `BandStatistics` or its `to_dict()`) into a plain JSON-serialisable dict."""
+    if statistics is None:
+        return None
+    if not isinstance(statistics, Mapping) and callable(getattr(statistics, "to_dict", None)):
+        statistics = statistics.to_dict()
+    if not isinstance(statistics, Mapping):
+        raise ValueError(
+            "band_statistics must be the dict of BandStatistics.to_dict() (or a BandStatistics), got "
+            f"{type(statistics).__name__}."
+        )
+    try:
+        return json.loads(json.dumps(dict(statistics), allow_nan=False))
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"band_statistics must be JSON-serialisable (finite numbers, strings, lists, dicts): {error}."
+        ) from error
+
+
 def _check_return_tensors(return_tensors: str | TensorType | None) -> str | None:
     if return_tensors is None:
         return None
@@ -447,7 +518,8 @@ def _as_tensor(array: Any) -> torch.Tensor:
                 f"Expected an image of a real integer or floating dtype (uint8, uint16, int16, float32, ...), "
                 f"got dtype {array.dtype}."
             )
-        tensor = torch.from_numpy(np.asarray(array, dtype=np.float64))
+        # Writable: torch warns on read-only arrays (broadcast views, memory maps); this copies only those.
+        tensor = torch.from_numpy(np.require(array, dtype=np.float64, requirements="W"))
     elif isinstance(array, torch.Tensor):
         if array.dtype == torch.bool or array.dtype.is_complex:
             raise ValueError(

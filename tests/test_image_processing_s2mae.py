@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from modeling_s2mae.configuration_s2mae import SENTINEL2_BANDS, S2MAEConfig
+from modeling_s2mae.data import RasterSample
+from modeling_s2mae.data.statistics import BandStatistics, compute_band_statistics
 from modeling_s2mae.image_processing_s2mae import (
     EUROSAT_BAND_MEAN,
     EUROSAT_BAND_STD,
@@ -512,5 +514,146 @@ def test_from_model_config(eurosat_tile):
 
 
 def test_scaling_methods_listed():
-    assert SCALING_METHODS == ("minmax", "reflectance", "standardize", "sigma")
+    assert SCALING_METHODS == ("minmax", "reflectance", "standardize", "sigma", "dataset_range")
     assert math.isclose(S2MAEImageProcessor().minmax_eps, 1e-6)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Dataset-level range scaling
+
+
+@pytest.fixture(scope="module")
+def eurosat_statistics(eurosat_tiles) -> BandStatistics:
+    """Statistics of the six EuroSAT-MS tiles (exact percentiles: 24576 values per band)."""
+    rasters = [RasterSample(tile, list(EUROSAT_MS_BANDS), None, None, None, []) for tile in eurosat_tiles]
+    return compute_band_statistics(rasters)
+
+
+def test_dataset_range_maps_low_to_0_and_high_to_1_and_clips():
+    band_low = {name: 100.0 * (index + 1) for index, name in enumerate(SENTINEL2_BANDS)}
+    band_high = {name: low + 1000.0 for name, low in band_low.items()}
+    processor = S2MAEImageProcessor(scaling="dataset_range", band_low=band_low, band_high=band_high, size=5)
+    offsets = np.array([0.0, 1000.0, -50.0, 5000.0, 250.0])  # low, high, below, above, a quarter of the way
+    lows = np.array([band_low[name] for name in SENTINEL2_BANDS])
+    image = np.broadcast_to(lows[:, None, None] + offsets[None, None, :], (12, 5, 5))
+    out = processor(image, return_tensors="np")["pixel_values"][0]
+    np.testing.assert_allclose(out, np.broadcast_to([0.0, 1.0, 0.0, 1.0, 0.25], (12, 5, 5)), atol=1e-7)
+
+
+def test_dataset_range_on_a_real_tile(eurosat_statistics, eurosat_tile):
+    processor = S2MAEImageProcessor(input_band_names=EUROSAT_MS_BANDS, **eurosat_statistics.processor_kwargs())
+    out = processor(eurosat_tile, size=64, return_tensors="np")["pixel_values"][0]
+    for index, name in enumerate(processor.band_names):
+        low, high = eurosat_statistics.percentiles[name][1.0], eurosat_statistics.percentiles[name][99.0]
+        expected = np.clip((file_band(eurosat_tile, name) - low) / (high - low), 0, 1)
+        np.testing.assert_allclose(out[index], expected, rtol=1e-5, atol=1e-6, err_msg=name)
+    assert out.min() == 0 and out.max() <= 1
+    # Bounds are looked up by name: B8A (model band 8) uses B8A's range, not B09's.
+    assert processor.band_low["B8A"] > 2 * processor.band_low["B09"]
+    resized = processor(eurosat_tile, return_tensors="pt")["pixel_values"]
+    assert resized.shape == (1, 12, 128, 128) and resized.min() >= 0 and resized.max() <= 1
+
+
+def test_dataset_range_keeps_radiometry_that_minmax_erases(eurosat_statistics, eurosat_tiles):
+    """The same texture, dark and bright: minmax makes them identical, dataset_range keeps the difference."""
+    dark = eurosat_tiles[3].astype(np.float64)  # Forest_1
+    bright = dark + 400.0  # same texture, 400 digital numbers brighter in every band
+    minmax_processor = S2MAEImageProcessor(input_band_names=EUROSAT_MS_BANDS, size=64)
+    minmax_out = minmax_processor([dark, bright], return_tensors="np")["pixel_values"]
+    np.testing.assert_allclose(minmax_out[0], minmax_out[1], atol=1e-6)
+
+    kwargs = eurosat_statistics.processor_kwargs()
+    processor = S2MAEImageProcessor(input_band_names=EUROSAT_MS_BANDS, size=64, **kwargs)
+    out = processor([dark, bright], return_tensors="np")["pixel_values"]
+    for index, name in enumerate(processor.band_names):
+        unclipped = (out[0, index] > 0) & (out[1, index] < 1)
+        assert unclipped.sum() > 100, name
+        shift = 400.0 / (kwargs["band_high"][name] - kwargs["band_low"][name])
+        np.testing.assert_allclose((out[1, index] - out[0, index])[unclipped], shift, rtol=1e-4, err_msg=name)
+    assert (out[1] >= out[0]).all() and out[1].mean() > out[0].mean() + 0.1
+    # Real classes too: a forest is darker than a crop field in the red band (B04) after scaling, not after minmax.
+    crop, forest = eurosat_tiles[0], eurosat_tiles[3]
+    b04 = processor.band_names.index("B04")
+    scaled = processor([crop, forest], return_tensors="np")["pixel_values"][:, b04].mean(axis=(1, 2))
+    per_image = minmax_processor([crop, forest], return_tensors="np")["pixel_values"][:, b04].mean(axis=(1, 2))
+    assert scaled[1] < scaled[0] - 0.1 and abs(per_image[1] - per_image[0]) < abs(scaled[1] - scaled[0])
+
+
+def test_dataset_range_masks_nodata(eurosat_statistics, eurosat_tile):
+    image = eurosat_tile.astype(np.float32)
+    image[EUROSAT_MS_BANDS.index("B05"), 3, 4] = 0
+    image[EUROSAT_MS_BANDS.index("B11"), 9, 9] = np.nan
+    processor = S2MAEImageProcessor(
+        input_band_names=EUROSAT_MS_BANDS, nodata=0, **eurosat_statistics.processor_kwargs()
+    )
+    out = processor(image, size=64, return_tensors="np")
+    assert out["pixel_mask"][0, 3, 4] == 0 and out["pixel_mask"][0, 9, 9] == 0 and out["pixel_mask"].sum() == 4094
+    assert np.isfinite(out["pixel_values"]).all() and (out["pixel_values"][0, :, 3, 4] == 0).all()
+
+
+def test_dataset_range_missing_or_invalid_bounds_raise(eurosat_statistics):
+    with pytest.raises(ValueError, match="needs band_low.*compute_band_statistics"):
+        S2MAEImageProcessor(scaling="dataset_range")
+    kwargs = eurosat_statistics.processor_kwargs()
+    without_b8a = {name: value for name, value in kwargs["band_high"].items() if name != "B8A"}
+    with pytest.raises(ValueError, match=r"band_high.*lacks \['B8A'\]"):
+        S2MAEImageProcessor(**{**kwargs, "band_high": without_b8a})
+    inverted = {**kwargs["band_high"], "B03": kwargs["band_low"]["B03"]}
+    with pytest.raises(ValueError, match=r"band_high must be > band_low.*\['B03'\]"):
+        S2MAEImageProcessor(**{**kwargs, "band_high": inverted})
+    with pytest.raises(ValueError, match="band_low.*keyed by band name"):
+        S2MAEImageProcessor(**{**kwargs, "band_low": list(kwargs["band_low"].values())})
+    with pytest.raises(ValueError, match="band_low"):
+        S2MAEImageProcessor()(np.ones((12, 4, 4)), scaling="dataset_range")  # per-call scaling is checked too
+    with pytest.raises(ValueError, match="band_statistics must be the dict"):
+        S2MAEImageProcessor(band_statistics=[1, 2])
+    with pytest.raises(ValueError, match="JSON-serialisable"):
+        S2MAEImageProcessor(band_statistics={"mean": np.arange(3)})
+    # Bounds for only the model's bands are enough; extra bands (B10) are ignored.
+    model_only = eurosat_statistics.processor_kwargs(band_names=["B04", "B03", "B02"])
+    assert S2MAEImageProcessor(band_names=["B02", "B03", "B04"], **model_only).band_low["B02"] > 0
+
+
+def test_dataset_range_statistics_survive_save_and_load(tmp_path, eurosat_statistics, eurosat_tile):
+    processor = S2MAEImageProcessor(
+        input_band_names=EUROSAT_MS_BANDS, nodata=0, size=32, **eurosat_statistics.processor_kwargs()
+    )
+    assert processor.band_statistics == eurosat_statistics.to_dict()
+    processor.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "preprocessor_config.json").read_text())
+    assert saved["scaling"] == "dataset_range"
+    assert saved["band_low"]["B8A"] == eurosat_statistics.percentiles["B8A"][1.0]
+    assert saved["band_statistics"]["bands"]["B8A"]["count"] == 6 * 64 * 64
+    loaded = S2MAEImageProcessor.from_pretrained(tmp_path)
+    assert loaded.to_dict() == processor.to_dict()
+    assert BandStatistics.from_dict(loaded.band_statistics) == eurosat_statistics
+    for name in ("band_low", "band_high", "band_mean", "band_std"):
+        assert getattr(loaded, name) == getattr(processor, name), name
+    torch.testing.assert_close(
+        loaded(eurosat_tile, return_tensors="pt")["pixel_values"],
+        processor(eurosat_tile, return_tensors="pt")["pixel_values"],
+    )
+    # The statistics also allow switching to the other dataset-level scalings.
+    sigma = S2MAEImageProcessor.from_pretrained(tmp_path, scaling="sigma")
+    assert sigma(eurosat_tile, return_tensors="np")["pixel_values"].max() <= 1
+
+
+def test_settings_from_constructor_kwargs(eurosat_statistics):
+    """Every scaling setting is a constructor argument (what the example scripts expose as flags)."""
+    kwargs = {
+        "scaling": "reflectance",
+        "reflectance_scale": 5000.0,
+        "reflectance_offset": -1000.0,
+        "nodata": 0,
+        "band_mean": EUROSAT_BAND_MEAN,
+        "band_std": EUROSAT_BAND_STD,
+        "band_low": eurosat_statistics.percentile(2),
+        "band_high": eurosat_statistics.percentile(98),
+        "band_statistics": eurosat_statistics,  # a BandStatistics is stored as its dict
+    }
+    processor = S2MAEImageProcessor(**kwargs)
+    for name, value in kwargs.items():
+        expected = value.to_dict() if isinstance(value, BandStatistics) else value
+        assert getattr(processor, name) == expected, name
+    image = np.full((12, 2, 2), 3000.0)
+    np.testing.assert_allclose(processor(image, return_tensors="np")["pixel_values"], 0.4, rtol=1e-6)
