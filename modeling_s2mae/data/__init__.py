@@ -8,6 +8,9 @@
 - `samples`: the one data seam: the typed `RasterRecord` builders make and the `Sample` every source yields.
 - `transforms`: `SampleTransform`, the one path from a `Sample` to model inputs (processor, augmentation,
   nodata-robust sampling), for local files and streamed rows alike.
+- `statistics`: `compute_band_statistics` -> `BandStatistics`, dataset-level per-band ranges for the processor's
+  "dataset_range" scaling.
+- `sources`: folder-layout detection (`detect_layout`) and `collect_records` of folders and scenes.
 - `training`: `SampleDataset` (map-style), `stream_model_inputs` (streamed), `split_records` and `PixelCollator`.
 """
 
@@ -61,6 +64,8 @@ from .raster import (
     tile_windows,
 )
 from .samples import RasterRecord, Sample, record_to_sample, sample_targets
+from .sources import LAYOUTS, collect_records, detect_layout, folder_records, list_scenes
+from .statistics import BandStatistics, compute_band_statistics
 from .training import PixelCollator, SampleDataset, collate_pixels, split_records, stream_model_inputs
 from .transforms import DEFAULT_MIN_VALID_FRACTION, SampleTransform, SkipCounter, valid_pixel_mask
 
@@ -69,7 +74,14 @@ __all__ = [
     "FORMAT_NAME",
     "LabelInfo",
     "MULTI_LABEL",
+    "BandStatistics",
     "DEFAULT_MIN_VALID_FRACTION",
+    "LAYOUTS",
+    "collect_records",
+    "compute_band_statistics",
+    "detect_layout",
+    "folder_records",
+    "list_scenes",
     "PixelCollator",
     "RasterRecord",
     "Sample",
