@@ -444,8 +444,7 @@ class S2MAEPreTrainedModel(PreTrainedModel):
                 f"{parameter_name!r} is not a parameter of this {type(self).__name__}: pass a name from "
                 "model.named_parameters()."
             ) from error
-        prefix = f"{self.base_model_prefix}."
-        name = parameter_name.removeprefix(prefix) if self.base_model is not self else parameter_name
+        name = parameter_name.removeprefix(f"{self.base_model_prefix}.")  # head models hold the encoder as `s2mae`
         if name.startswith("embeddings."):
             return 0
         if name.startswith("encoder.layers."):
