@@ -10,12 +10,8 @@ from typing import Any, Literal
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
-from .masking import num_kept_tokens
+from .masking import MaskingStrategy, num_kept_tokens
 from .sensors import EUROSAT_MS_BANDS, SENTINEL2_13_BANDS, SENTINEL2_BANDS, SENTINEL2_WAVELENGTHS_NM
-
-MASKING_STRATEGIES = ("random", "tube", "spectral")
-POSITION_EMBEDDING_TYPES = ("separable", "joint", "sincos")
-POOLING_TYPES = ("mean", "mean_skip_first")
 
 S2MAE_PRESETS: dict[str, dict[str, int]] = {
     "vit-s": {"hidden_size": 384, "num_hidden_layers": 12, "num_attention_heads": 6, "intermediate_size": 1536},
@@ -89,7 +85,7 @@ class S2MAEConfig(PreTrainedConfig):
     decoder_num_attention_heads: int = 16
     decoder_intermediate_size: int = 2048
     mask_ratio: float | int = 0.9
-    masking_strategy: Literal["random", "tube", "spectral"] = "random"
+    masking_strategy: MaskingStrategy = "random"
     position_embedding_type: Literal["separable", "joint", "sincos"] = "separable"
     norm_pix_loss: bool = False
     pooling: Literal["mean", "mean_skip_first"] = "mean"
@@ -113,7 +109,11 @@ class S2MAEConfig(PreTrainedConfig):
         super().__post_init__(**kwargs)
 
     def _check_consistency(self) -> None:
-        """Raise a `ValueError` naming the field for every combination the model cannot be built with."""
+        """Raise a `ValueError` naming the field for every combination the model cannot be built with.
+
+        Values outside a `Literal` field's choices (`masking_strategy`, `position_embedding_type`, `pooling`) and
+        values of the wrong type are rejected by the strict dataclass validation before this runs.
+        """
         if self.num_channels < 1:
             raise ValueError(f"num_channels must be >= 1, got {self.num_channels}.")
         if len(self.band_names) != self.num_channels:
@@ -148,16 +148,6 @@ class S2MAEConfig(PreTrainedConfig):
                 raise ValueError(
                     f"{prefix}hidden_size ({width}) is not divisible by {prefix}num_attention_heads ({heads})."
                 )
-        if not 0.0 <= self.mask_ratio < 1.0:
-            raise ValueError(f"mask_ratio must be in [0, 1), got {self.mask_ratio}.")
-        checks = (
-            ("masking_strategy", MASKING_STRATEGIES),
-            ("position_embedding_type", POSITION_EMBEDDING_TYPES),
-            ("pooling", POOLING_TYPES),
-        )
-        for field_name, allowed in checks:
-            if getattr(self, field_name) not in allowed:
-                raise ValueError(f"{field_name} must be one of {allowed}, got {getattr(self, field_name)!r}.")
         if self.position_embedding_type == "sincos" and self.hidden_size % 4 != 0:
             raise ValueError(f"sincos position embeddings need hidden_size divisible by 4, got {self.hidden_size}.")
         if self.pooling == "mean_skip_first" and self.num_tokens < 2:
@@ -165,12 +155,7 @@ class S2MAEConfig(PreTrainedConfig):
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "drop_path_rate", "classifier_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}.")
-        if self.num_kept_tokens() < 1:
-            raise ValueError(
-                f"mask_ratio {self.mask_ratio} with masking_strategy {self.masking_strategy!r} keeps no token "
-                f"({self.num_spectral_groups} spectral groups, {self.num_spatial_patches} spatial patches): "
-                "lower mask_ratio or use another masking strategy."
-            )
+        self.num_kept_tokens()  # raises for a mask_ratio outside [0, 1) or one that keeps no token
 
     @property
     def num_spectral_groups(self) -> int:
@@ -198,10 +183,13 @@ class S2MAEConfig(PreTrainedConfig):
         return self.spectral_patch_size * self.patch_size**2
 
     def num_kept_tokens(self, mask_ratio: float | None = None) -> int:
-        """How many of the L tokens stay visible under this config's masking strategy.
+        """How many of the L tokens stay visible under this config's masking strategy (see `masking.num_kept_tokens`).
 
         Args:
             mask_ratio: Override of `self.mask_ratio`.
+
+        Raises:
+            ValueError: when the ratio is outside [0, 1) or keeps no token.
         """
         ratio = self.mask_ratio if mask_ratio is None else mask_ratio
         return num_kept_tokens(self.masking_strategy, ratio, self.num_spectral_groups, self.num_spatial_patches)

@@ -9,16 +9,45 @@ Each strategy is expressed as per-token noise: the tokens with the smallest nois
 group shares one noise value, so the same stable sort and gather serve all three.
 """
 
+from typing import Literal
+
 import torch
 
+MaskingStrategy = Literal["random", "tube", "spectral"]
+"""The masking strategies; `S2MAEConfig.masking_strategy` is typed with it, so the config rejects any other."""
 
-def num_kept_tokens(strategy: str, mask_ratio: float, num_groups: int, num_spatial: int) -> int:
-    """How many of the `num_groups * num_spatial` tokens stay visible."""
+
+def num_kept_tokens(strategy: MaskingStrategy, mask_ratio: float, num_groups: int, num_spatial: int) -> int:
+    """How many of the `num_groups * num_spatial` tokens stay visible; the one check of a mask ratio.
+
+    The config calls it when it is built, and the model on every masked forward (a per-call `mask_ratio` or an
+    interpolated grid can keep no token where the config's own grid does).
+
+    Args:
+        strategy: "random", "tube" or "spectral".
+        mask_ratio: Fraction of tokens to hide, in [0, 1).
+        num_groups, num_spatial: G spectral groups and h * w spatial positions.
+
+    Returns:
+        K, the number of visible tokens (>= 1).
+
+    Raises:
+        ValueError: when `mask_ratio` is outside [0, 1) or hides every token under `strategy`.
+    """
+    if not 0.0 <= mask_ratio < 1.0:
+        raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}.")
     if strategy == "tube":
-        return num_groups * int(num_spatial * (1 - mask_ratio))
-    if strategy == "spectral":
-        return num_spatial * int(num_groups * (1 - mask_ratio))
-    return int(num_groups * num_spatial * (1 - mask_ratio))
+        kept = num_groups * int(num_spatial * (1 - mask_ratio))
+    elif strategy == "spectral":
+        kept = num_spatial * int(num_groups * (1 - mask_ratio))
+    else:
+        kept = int(num_groups * num_spatial * (1 - mask_ratio))
+    if kept < 1:
+        raise ValueError(
+            f"mask_ratio {mask_ratio} with masking_strategy {strategy!r} keeps no token ({num_groups} spectral "
+            f"groups, {num_spatial} spatial patches): lower mask_ratio or use another masking strategy."
+        )
+    return kept
 
 
 def token_noise(
@@ -91,4 +120,4 @@ def mask_tokens(
     return kept, mask, ids_restore, ids_keep
 
 
-__all__ = ["mask_tokens", "num_kept_tokens", "token_noise"]
+__all__ = ["MaskingStrategy", "mask_tokens", "num_kept_tokens", "token_noise"]

@@ -185,12 +185,8 @@ class S2MAEEmbeddings(nn.Module):
         if not apply_masking:
             return embeddings, None, None, None
         ratio = self.config.mask_ratio if mask_ratio is None else mask_ratio
-        if not 0.0 <= ratio < 1.0:
-            raise ValueError(f"mask_ratio must be in [0, 1), got {ratio}.")
         strategy = self.config.masking_strategy
-        num_keep = num_kept_tokens(strategy, ratio, grid[0], grid[1] * grid[2])
-        if num_keep < 1:
-            raise ValueError(f"mask_ratio {ratio} with {strategy!r} masking keeps no token of the {grid} grid.")
+        num_keep = num_kept_tokens(strategy, ratio, grid[0], grid[1] * grid[2])  # checks the ratio on this grid
         noise = token_noise(strategy, batch_size, grid[0], grid[1] * grid[2], noise, embeddings.device)
         kept, mask, ids_restore, ids_keep = mask_tokens(embeddings, noise, num_keep)
         return kept, mask, ids_restore, ids_keep
@@ -420,6 +416,55 @@ class S2MAEPreTrainedModel(PreTrainedModel):
             if isinstance(module, S2MAEPositionEmbeddings):
                 module.resize(grid)
 
+    @property
+    def num_layers_for_decay(self) -> int:
+        """The top layer id, `num_hidden_layers + 1`: `layer_id` gives every parameter an id in [0, this].
+
+        With layer-wise learning-rate decay `d`, a parameter's learning rate is scaled by
+        `d ** (num_layers_for_decay - layer_id(name))`: 1 for the head, `d ** (num_hidden_layers + 1)` for the
+        cube embedding.
+        """
+        return self.config.num_hidden_layers + 1
+
+    def layer_id(self, parameter_name: str) -> int:
+        """Depth of a parameter for layer-wise learning-rate decay (the timm / BEiT / MAE fine-tuning rule).
+
+        0 for the cube embedding and the encoder's position tables, i + 1 for encoder block i, and
+        `num_layers_for_decay` (num_hidden_layers + 1) for everything after the blocks: final norm, pooler norm,
+        classifier head and decoder.
+
+        Args:
+            parameter_name: A name from `self.named_parameters()` (e.g. "s2mae.encoder.layers.3.mlp.fc1.weight" in
+                a head model, "encoder.layers.3.mlp.fc1.weight" in `S2MAEModel`).
+        """
+        try:
+            self.get_parameter(parameter_name)
+        except AttributeError as error:
+            raise ValueError(
+                f"{parameter_name!r} is not a parameter of this {type(self).__name__}: pass a name from "
+                "model.named_parameters()."
+            ) from error
+        name = parameter_name.removeprefix(f"{self.base_model_prefix}.")  # head models hold the encoder as `s2mae`
+        if name.startswith("embeddings."):
+            return 0
+        if name.startswith("encoder.layers."):
+            return int(name.split(".")[2]) + 1
+        return self.num_layers_for_decay
+
+    def no_weight_decay(self) -> set[str]:
+        """Full names (as in `self.named_parameters()`) of the parameters that take no weight decay.
+
+        They are every parameter of at most one dimension (biases, LayerNorm weights) plus the position tables of
+        encoder and decoder and the decoder's mask token. Matrices and the cube-embedding kernel take weight decay.
+        """
+        names = set()
+        for module_name, module in self.named_modules():
+            is_table = isinstance(module, (S2MAEPositionEmbeddings, S2MAEDecoder))  # the decoder's own: mask_token
+            for name, parameter in module.named_parameters(recurse=False):
+                if is_table or parameter.ndim <= 1:
+                    names.add(f"{module_name}.{name}" if module_name else name)
+        return names
+
     def _resolve_output_flags(
         self, output_attentions: bool | None, output_hidden_states: bool | None, return_dict: bool | None
     ) -> tuple[bool, bool, bool]:
@@ -501,10 +546,7 @@ class S2MAEModel(S2MAEPreTrainedModel):
                     token_weights = torch.gather(token_weights, 1, ids_keep)
             pooled_output = self.pooler(sequence_output, token_weights)
 
-        if not return_dict:
-            outputs = (sequence_output, pooled_output, mask, ids_restore, all_hidden, all_attentions)
-            return tuple(value for value in outputs if value is not None)
-        return S2MAEModelOutput(
+        output = S2MAEModelOutput(
             last_hidden_state=sequence_output,
             pooler_output=pooled_output,
             mask=mask,
@@ -512,6 +554,7 @@ class S2MAEModel(S2MAEPreTrainedModel):
             hidden_states=all_hidden,
             attentions=all_attentions,
         )
+        return output if return_dict else output.to_tuple()
 
 
 class S2MAEDecoder(nn.Module):
@@ -667,10 +710,7 @@ class S2MAEForPreTraining(S2MAEPreTrainedModel):
         logits = self.decoder(outputs.last_hidden_state, outputs.ids_restore, grid, interpolate_pos_encoding)
         loss = self.forward_loss(pixel_values, logits, outputs.mask, pixel_mask) if return_loss else None
 
-        if not return_dict:
-            values = (loss, logits, outputs.mask, outputs.ids_restore, outputs.hidden_states, outputs.attentions)
-            return tuple(value for value in values if value is not None)
-        return S2MAEForPreTrainingOutput(
+        output = S2MAEForPreTrainingOutput(
             loss=loss,
             logits=logits,
             mask=outputs.mask,
@@ -678,6 +718,7 @@ class S2MAEForPreTraining(S2MAEPreTrainedModel):
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
+        return output if return_dict else output.to_tuple()
 
 
 class S2MAEForImageClassification(S2MAEPreTrainedModel):
@@ -687,7 +728,8 @@ class S2MAEForImageClassification(S2MAEPreTrainedModel):
     "multi_label_classification" (BCE with logits, multi-hot float labels (B, num_labels)) or "regression".
     """
 
-    # the loss is a plain mean: Trainer must divide it by the gradient-accumulation steps itself
+    # the loss is a plain mean (no `num_items_in_batch` is passed to `loss_function`): Trainer must divide it by the
+    # gradient-accumulation steps itself
     accepts_loss_kwargs = False
 
     def __init__(self, config: S2MAEConfig):
@@ -702,17 +744,28 @@ class S2MAEForImageClassification(S2MAEPreTrainedModel):
         return self.s2mae.get_input_embeddings()
 
     def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Loss for `config.problem_type`, inferred from the labels when unset (as Transformers' heads do)."""
+        """Check `labels`, then compute Transformers' `self.loss_function` (its image-classification loss).
+
+        `config.problem_type` is inferred from the labels when unset, by the rule of that loss function. Bad labels
+        get a `ValueError` here rather than an index error (or a device-side assert on GPU) inside the loss. The
+        loss is computed in float32 and is a plain mean over the batch.
+
+        Args:
+            logits: (B, num_labels).
+            labels: (B,) integer class ids ("single_label_classification"), (B, num_labels) multi-hot
+                ("multi_label_classification"), or (B,) / (B, num_labels) targets ("regression").
+
+        Returns:
+            The scalar loss.
+        """
         if self.config.problem_type is None:
             if self.num_labels == 1:
                 self.config.problem_type = "regression"
-            elif labels.dtype in (torch.long, torch.int):
+            elif self.num_labels > 1 and labels.dtype in (torch.long, torch.int):
                 self.config.problem_type = "single_label_classification"
             else:
                 self.config.problem_type = "multi_label_classification"
         labels = labels.to(logits.device)
-        if self.config.problem_type == "regression":
-            return nn.functional.mse_loss(logits.squeeze(-1).float(), labels.squeeze(-1).float())
         if self.config.problem_type == "single_label_classification":
             if labels.ndim != 1 or labels.is_floating_point():
                 raise ValueError(
@@ -721,13 +774,17 @@ class S2MAEForImageClassification(S2MAEPreTrainedModel):
                 )
             if bool(((labels < 0) | (labels >= self.num_labels)).any()):
                 raise ValueError(f"Class ids must be in [0, {self.num_labels}), got {labels.tolist()}.")
-            return nn.functional.cross_entropy(logits.view(-1, self.num_labels).float(), labels.view(-1))
-        if tuple(labels.shape) != tuple(logits.shape):
-            raise ValueError(
-                f"multi-label classification needs multi-hot labels of shape {tuple(logits.shape)}, "
-                f"got {tuple(labels.shape)}."
-            )
-        return nn.functional.binary_cross_entropy_with_logits(logits.float(), labels.float())
+            labels = labels.long()
+        elif self.config.problem_type == "multi_label_classification":
+            if tuple(labels.shape) != tuple(logits.shape):
+                raise ValueError(
+                    f"multi-label classification needs multi-hot labels of shape {tuple(logits.shape)}, "
+                    f"got {tuple(labels.shape)}."
+                )
+            labels = labels.float()
+        else:
+            labels = labels.float()
+        return self.loss_function(labels, logits.float(), self.config)
 
     def forward(
         self,
@@ -762,12 +819,10 @@ class S2MAEForImageClassification(S2MAEPreTrainedModel):
         )
         logits = self.classifier(self.dropout(outputs.pooler_output))  # (B, num_labels)
         loss = self.compute_loss(logits, labels) if labels is not None else None
-        if not return_dict:
-            values = (loss, logits, outputs.hidden_states, outputs.attentions)
-            return tuple(value for value in values if value is not None)
-        return ImageClassifierOutput(
+        output = ImageClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
+        return output if return_dict else output.to_tuple()
 
 
 __all__ = [

@@ -1,12 +1,19 @@
-"""A small model tester of our own (Transformers' ModelTesterMixin does not ship in the wheel)."""
+"""A small model tester of our own (Transformers' ModelTesterMixin does not ship in the wheel).
+
+`tiny_config` is the one tiny model configuration of the test suite: tests build their models from it, with
+overrides for what they exercise, rather than spelling out sizes of their own.
+"""
+
+from typing import Any
 
 import torch
 
 from modeling_s2mae.configuration_s2mae import S2MAEConfig
 
 
-def tiny_config(**overrides) -> S2MAEConfig:
-    """A tiny S2MAE: 6 bands, 16 px, cubes 3 x 4 x 4 -> G = 2, h = w = 4, L = 32 tokens."""
+def tiny_config(**overrides: Any) -> S2MAEConfig:
+    """A tiny S2MAE: 6 bands, 16 px, cubes 3 x 4 x 4 -> G = 2, h = w = 4, L = 32 tokens; 2 encoder and 2 decoder
+    blocks of width 32 and 24, mask ratio 0.75. Any `S2MAEConfig` field can be overridden."""
     values = {
         "image_size": 16,
         "patch_size": 4,
@@ -28,7 +35,7 @@ def tiny_config(**overrides) -> S2MAEConfig:
 
 def pixel_batch(
     config: S2MAEConfig, batch_size: int = 2, seed: int = 0, size: int | None = None, bands: int | None = None
-):
+) -> torch.Tensor:
     """Random pixel values in [0, 1] of shape (B, C, H, W)."""
     generator = torch.Generator().manual_seed(seed)
     side = size or config.image_size

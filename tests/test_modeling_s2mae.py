@@ -2,10 +2,12 @@
 
 import pytest
 import torch
+from huggingface_hub.errors import StrictDataclassFieldValidationError
 from model_tester import masking_noise, pixel_batch, tiny_config
 from transformers import Trainer, TrainingArguments
 
 from modeling_s2mae.configuration_s2mae import S2MAEConfig
+from modeling_s2mae.masking import num_kept_tokens
 from modeling_s2mae.modeling_s2mae import (
     S2MAEForImageClassification,
     S2MAEForPreTraining,
@@ -432,3 +434,164 @@ def test_cube_embedding_equals_the_conv3d_it_stores():
     got = embeddings(pixels)
     assert got.is_contiguous()
     assert torch.allclose(got, expected, atol=1e-6)
+
+
+def test_classifier_loss_infers_the_problem_type_and_covers_regression():
+    """`compute_loss` goes through Transformers' `loss_function`; the values are the plain torch losses."""
+    pixels = pixel_batch(tiny_config())
+    regression = S2MAEForImageClassification(tiny_config(num_labels=1)).eval()
+    targets = torch.tensor([0.5, -1.0])
+    out = regression(pixels, labels=targets)
+    assert regression.config.problem_type == "regression"
+    assert torch.allclose(out.loss, torch.nn.functional.mse_loss(out.logits.squeeze(-1), targets))
+    single = regression(pixels[:1], labels=targets[:1])  # batch of one: (1, 1) logits against (1,) targets
+    assert torch.allclose(single.loss, (single.logits.squeeze() - targets[0]) ** 2)
+
+    two_targets = S2MAEForImageClassification(tiny_config(num_labels=2, problem_type="regression")).eval()
+    targets = torch.tensor([[1, 2], [3, 4]])  # integer targets are scored as floats
+    out = two_targets(pixels, labels=targets)
+    assert torch.allclose(out.loss, torch.nn.functional.mse_loss(out.logits, targets.float()))
+
+    inferred = S2MAEForImageClassification(tiny_config(num_labels=3)).eval()
+    out = inferred(pixels, labels=torch.tensor([2, 1], dtype=torch.int32))
+    assert inferred.config.problem_type == "single_label_classification"
+    assert torch.allclose(out.loss, torch.nn.functional.cross_entropy(out.logits, torch.tensor([2, 1])))
+    multi = S2MAEForImageClassification(tiny_config(num_labels=3)).eval()
+    targets = torch.tensor([[1.0, 0, 1], [0, 1, 0]])
+    out = multi(pixels, labels=targets)
+    assert multi.config.problem_type == "multi_label_classification"
+    assert torch.allclose(out.loss, torch.nn.functional.binary_cross_entropy_with_logits(out.logits, targets))
+
+
+def test_classifier_loss_is_float32_for_a_bfloat16_model():
+    model = S2MAEForImageClassification(tiny_config(num_labels=3)).eval().to(torch.bfloat16)
+    out = model(pixel_batch(model.config), labels=torch.tensor([0, 2]))
+    assert out.logits.dtype == torch.bfloat16 and out.loss.dtype == torch.float32
+    expected = torch.nn.functional.cross_entropy(out.logits.float(), torch.tensor([0, 2]))
+    assert torch.equal(out.loss, expected)
+
+
+def test_literal_fields_reject_unknown_choices():
+    for field, value in [("masking_strategy", "block"), ("position_embedding_type", "rope"), ("pooling", "cls")]:
+        with pytest.raises(StrictDataclassFieldValidationError, match=f"Field '{field}' expected one of"):
+            tiny_config(**{field: value})
+
+
+def test_mask_ratio_is_checked_in_one_place_for_config_and_forward():
+    with pytest.raises(ValueError, match=r"mask_ratio must be in \[0, 1\), got 1.0"):
+        num_kept_tokens("random", 1.0, 2, 16)
+    with pytest.raises(ValueError, match=r"mask_ratio must be in \[0, 1\), got -0.1"):
+        tiny_config(mask_ratio=-0.1)
+    # two spectral groups: hiding 60 % of them leaves int(2 * 0.4) = 0
+    with pytest.raises(ValueError, match="mask_ratio 0.6 with masking_strategy 'spectral' keeps no token"):
+        tiny_config(masking_strategy="spectral", mask_ratio=0.6)
+    config = tiny_config(masking_strategy="spectral", mask_ratio=0.5)
+    model = S2MAEForPreTraining(config)
+    with pytest.raises(ValueError, match="mask_ratio 0.6 with masking_strategy 'spectral' keeps no token"):
+        model(pixel_batch(config), mask_ratio=0.6)
+    # the config's own ratio keeps one of two groups, but none of the single group of a 3-band input
+    with pytest.raises(ValueError, match=r"keeps no token \(1 spectral groups, 16 spatial patches\)"):
+        model(pixel_batch(config, bands=3), interpolate_pos_encoding=True)
+    assert config.num_kept_tokens() == 16 and config.num_kept_tokens(0.0) == 32
+
+
+ENCODER_BLOCK_NO_DECAY = [
+    "layernorm_before.weight",
+    "layernorm_before.bias",
+    "attention.q_proj.bias",
+    "attention.k_proj.bias",
+    "attention.v_proj.bias",
+    "attention.o_proj.bias",
+    "layernorm_after.weight",
+    "layernorm_after.bias",
+    "mlp.fc1.bias",
+    "mlp.fc2.bias",
+]
+
+
+def no_decay_of_blocks(prefix: str, depth: int) -> set[str]:
+    return {f"{prefix}{index}.{name}" for index in range(depth) for name in ENCODER_BLOCK_NO_DECAY}
+
+
+def test_no_weight_decay_lists_vectors_position_tables_and_mask_token():
+    config = tiny_config(num_labels=3)
+    encoder_names = {
+        "embeddings.cube_embeddings.projection.bias",
+        "embeddings.position_embeddings.spatial",
+        "embeddings.position_embeddings.spectral",
+        "layernorm.weight",
+        "layernorm.bias",
+    } | no_decay_of_blocks("encoder.layers.", 2)
+    pooler_names = {"pooler.layernorm.weight", "pooler.layernorm.bias"}
+    assert S2MAEModel(config).no_weight_decay() == encoder_names | pooler_names
+
+    in_head_model = {f"s2mae.{name}" for name in encoder_names}
+    decoder_names = {
+        "decoder.decoder_embed.bias",
+        "decoder.mask_token",
+        "decoder.position_embeddings.spatial",
+        "decoder.position_embeddings.spectral",
+        "decoder.decoder_norm.weight",
+        "decoder.decoder_norm.bias",
+        "decoder.decoder_pred.bias",
+    } | no_decay_of_blocks("decoder.decoder_layers.layers.", 2)
+    assert S2MAEForPreTraining(config).no_weight_decay() == in_head_model | decoder_names
+
+    classifier = S2MAEForImageClassification(config)
+    expected = in_head_model | {f"s2mae.{name}" for name in pooler_names} | {"classifier.bias"}
+    assert classifier.no_weight_decay() == expected
+    decayed = {name for name, _ in classifier.named_parameters()} - expected
+    matrices = {"projection", "q_proj", "k_proj", "v_proj", "o_proj", "fc1", "fc2", "classifier"}
+    assert {name.split(".")[-2] for name in decayed} == matrices
+    assert all(name.endswith(".weight") for name in decayed)
+
+    joint = S2MAEModel(tiny_config(position_embedding_type="joint"), add_pooling_layer=False).no_weight_decay()
+    assert "embeddings.position_embeddings.joint" in joint and "embeddings.position_embeddings.spatial" not in joint
+
+
+@pytest.mark.parametrize("model_class", [S2MAEModel, S2MAEForPreTraining, S2MAEForImageClassification])
+def test_layer_id_orders_parameters_by_depth(model_class):
+    config = tiny_config(num_labels=3, num_hidden_layers=3)
+    model = model_class(config)
+    top = model.num_layers_for_decay
+    assert top == config.num_hidden_layers + 1 == 4
+    prefix = "" if model_class is S2MAEModel else "s2mae."
+    ids = {name: model.layer_id(name) for name, _ in model.named_parameters()}
+    assert set(ids.values()) == set(range(top + 1))
+    for name, layer in ids.items():
+        local = name.removeprefix(prefix)
+        if local.startswith("embeddings."):
+            assert layer == 0, name
+        elif local.startswith("encoder.layers."):
+            assert layer == int(local.split(".")[2]) + 1, name
+        else:
+            assert layer == top, name
+    assert ids[f"{prefix}embeddings.position_embeddings.spatial"] == 0
+    assert ids[f"{prefix}encoder.layers.2.mlp.fc2.weight"] == 3
+    assert ids[f"{prefix}layernorm.weight"] == top
+    head = {S2MAEModel: "pooler.layernorm.weight", S2MAEForPreTraining: "decoder.mask_token"}
+    assert ids[head.get(model_class, "classifier.weight")] == top
+    with pytest.raises(ValueError, match="is not a parameter of this"):
+        model.layer_id("s2mae.encoder.layers.0.mlp.fc1.weight" if not prefix else "encoder.layers.0.mlp.fc1.weight")
+
+
+def test_layer_decay_parameter_groups_from_the_hooks():
+    """The hooks are enough to build the optimizer groups of MAE fine-tuning (lr scale d ** (top - id))."""
+    model = S2MAEForImageClassification(tiny_config(num_labels=3))
+    decay, top, no_decay = 0.5, model.num_layers_for_decay, model.no_weight_decay()
+    groups: dict[tuple[int, bool], list[torch.nn.Parameter]] = {}
+    for name, parameter in model.named_parameters():
+        groups.setdefault((model.layer_id(name), name in no_decay), []).append(parameter)
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": params, "lr": 1e-3 * decay ** (top - layer), "weight_decay": 0.0 if skip else 0.05}
+            for (layer, skip), params in groups.items()
+        ]
+    )
+    assert sum(len(group["params"]) for group in optimizer.param_groups) == len(list(model.parameters()))
+    by_id = {id(p): group for group in optimizer.param_groups for p in group["params"]}
+    assert by_id[id(model.classifier.weight)]["lr"] == 1e-3
+    assert by_id[id(model.s2mae.embeddings.cube_embeddings.projection.weight)]["lr"] == 1e-3 * 0.5**3
+    assert by_id[id(model.classifier.bias)]["weight_decay"] == 0.0
+    model(pixel_batch(model.config), labels=torch.tensor([0, 1])).loss.backward()
+    optimizer.step()
