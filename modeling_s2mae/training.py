@@ -125,7 +125,7 @@ def optimizer_param_groups(
     """
     if layer_decay is not None and not 0.0 < layer_decay <= 1.0:
         raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay}.")
-    top = model.config.num_hidden_layers + 1
+    top = model.num_layers_for_decay
     no_decay = model.no_weight_decay()
     groups: dict[tuple[int, bool], dict[str, Any]] = {}
     for name, param in model.named_parameters():
