@@ -15,7 +15,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["modeling_s2mae", "modeling_s2mae.*", "conversion", "conversion.*"]),
-    package_data={"modeling_s2mae": ["py.typed"]},
+    package_data={"modeling_s2mae": ["py.typed", "templates/*.md"]},
     install_requires=[
         "torch>=2.5,<2.14",
         "transformers>=5.24,<6",

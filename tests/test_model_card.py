@@ -1,17 +1,29 @@
 """Model cards: Hub metadata that parses back, a body that states bands and scaling exactly, a quick start that runs."""
 
 import ast
+import fnmatch
 import re
+from pathlib import Path
+from types import SimpleNamespace
 
+import jinja2
+import jinja2.meta
 import pytest
 from hub_cache import fill_hub_cache, run_python
-from huggingface_hub import EvalResult, ModelCard
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from model_tester import tiny_config
 
 from modeling_s2mae import S2MAEConfig, S2MAEForImageClassification, S2MAEForPreTraining, S2MAEImageProcessor
 from modeling_s2mae.hub import save_with_remote_code
 from modeling_s2mae.image_processing_s2mae import EUROSAT_BAND_MEAN, EUROSAT_BAND_STD, EUROSAT_MS_BANDS
-from modeling_s2mae.model_card import CITATION, write_model_card
+from modeling_s2mae.model_card import (
+    CITATION,
+    TEMPLATE_PATH,
+    _card_context,
+    hub_id,
+    training_summary,
+    write_model_card,
+)
 
 LABELS = {0: "AnnualCrop", 1: "Forest", 2: "SeaLake"}
 
@@ -147,11 +159,75 @@ def test_card_for_other_bands_has_no_sentinel2_claims(tmp_path):
     card = ModelCard.load(tmp_path / "README.md")
     assert "sentinel-2" not in card.data.tags
     assert "| 0 | red | unknown |" in text
+    assert "set `band_wavelengths`" in text
     assert "native resolution" not in text and "L1C vs L2A" not in text
     assert 'input_band_names = ["red", "green", "blue", "nir", "swir1", "swir2"]' in text
     assert "No image processor was saved with this checkpoint" in text
-    with_wavelengths = tiny_config(band_names=["a", "b", "c", "d", "e", "f"], band_wavelengths=[1, 2, 3, 4, 5, 6.5])
-    assert "| 5 | f | 6.5 |" in write_model_card(tmp_path, with_wavelengths, model_name="x").text
+    for sentinel2_only in ("Sentinel-2", "EuroSAT", "B8A", "B10", "Landsat"):
+        assert sentinel2_only not in text
+
+
+def test_card_for_another_sensor_shows_its_wavelengths_and_scaling(tmp_path):
+    """Landsat-like band names: the wavelengths come from the config, the processor's scaling is stated."""
+    names = ["coastal", "blue", "green", "red", "nir08", "swir16"]
+    wavelengths = [443, 482, 561.5, 654.5, 865, 1608.5]
+    config = tiny_config(band_names=names, band_wavelengths=wavelengths)
+    processor = S2MAEImageProcessor.from_model_config(
+        config, scaling="reflectance", reflectance_scale=65535.0, nodata=-9999
+    )
+    card = write_model_card(tmp_path, config, processor, model_name="landsat-like")
+    rows = re.findall(r"^\| (\d+) \| (\w+) \| ([\d.]+) \|$", card.text, flags=re.MULTILINE)
+    assert [(name, float(value)) for _, name, value in rows] == list(zip(names, map(float, wavelengths)))
+    assert "`x' = clip(x / 65535.0, 0, 1)`" in card.text and "equal to `-9999` (`nodata`)" in card.text
+    assert "set `band_wavelengths`" not in card.text and "Sentinel-2" not in card.text
+    assert "for 6-band multispectral imagery (coastal, blue, green, red, nir08, swir16)" in card.text
+
+
+def test_template_reads_only_values_the_code_provides(tmp_path):
+    """A misspelt variable in the template would render as an empty string: every name it reads must be computed."""
+    config = tiny_config(id2label=LABELS)
+    processor = S2MAEImageProcessor.from_model_config(config, nodata=0)
+    needed = jinja2.meta.find_undeclared_variables(jinja2.Environment().parse(TEMPLATE_PATH.read_text()))
+    context = _card_context(
+        config,
+        processor,
+        model_name="x",
+        task="image-classification",
+        model_id="org/x",
+        remote_code=False,
+        training_summary=None,
+        metrics=None,
+        eval_results=None,
+    )
+    metadata = {"card_data", *ModelCardData(base_model="org/b", datasets=["org/d"]).to_dict()}
+    assert needed - set(context) - metadata == set()
+    assert {"base_model", "datasets"} <= needed  # the metadata the body links to
+
+
+@pytest.mark.parametrize("task", ["pretraining", "feature-extraction", "image-classification"])
+@pytest.mark.parametrize("with_processor", [True, False])
+def test_rendered_card_is_tidy_markdown(tmp_path, task, with_processor):
+    config = tiny_config(id2label=LABELS)
+    processor = S2MAEImageProcessor.from_model_config(config) if with_processor else None
+    write_model_card(tmp_path, config, processor, model_name="tidy", task=task, metrics={"mse": 0.5})
+    raw = (tmp_path / "README.md").read_text()
+    assert raw.startswith("---\n") and raw.endswith("```\n") and not raw.endswith("\n\n")
+    assert "\n\n\n" not in raw and "{{" not in raw and "{%" not in raw
+    headings = re.findall(r"^## (.+)$", raw, flags=re.MULTILINE)
+    assert headings[:2] == ["Model", "Bands"] and headings[-3:] == ["Intended uses", "Limitations", "Citation"]
+    for table in re.findall(r"(?:^\|.*\|\n)+", raw, flags=re.MULTILINE):
+        widths = {line.count(" | ") for line in table.splitlines()}
+        assert len(widths) == 1, table
+
+
+def test_template_ships_with_the_package():
+    assert TEMPLATE_PATH.is_file() and TEMPLATE_PATH.parent.parent.name == "modeling_s2mae"
+    setup_py = Path(__file__).resolve().parents[1] / "setup.py"
+    keywords = [node for node in ast.walk(ast.parse(setup_py.read_text())) if isinstance(node, ast.keyword)]
+    package_data = next(node.value for node in keywords if node.arg == "package_data")
+    patterns = ast.literal_eval(package_data)["modeling_s2mae"]
+    relative = TEMPLATE_PATH.relative_to(TEMPLATE_PATH.parent.parent).as_posix()
+    assert any(fnmatch.fnmatch(relative, pattern) for pattern in patterns), patterns
 
 
 def test_metrics_of_several_datasets_stay_out_of_the_model_index(tmp_path):
@@ -217,3 +293,37 @@ def test_quick_start_snippets_run_as_written(tmp_path):
     assert any(line.startswith("MSE on the hidden cubes: ") for line in lines)
     assert lines[-2].split()[0] in LABELS.values()  # single-label: best label and its probability
     assert set(ast.literal_eval(lines[-1])) <= set(LABELS.values())  # multi-label: the list of labels
+
+
+def _training_args(**overrides) -> SimpleNamespace:
+    values = {"per_device_train_batch_size": 8, "world_size": 2, "gradient_accumulation_steps": 1}
+    return SimpleNamespace(**{**values, "learning_rate": 1.5e-4, **overrides})
+
+
+def test_training_summary_states_the_recipe():
+    pretrain = training_summary(
+        _training_args(gradient_accumulation_steps=4),
+        task="pretraining",
+        data="the sample imagery",
+        steps=40,
+        script="examples/run_pretrain.py",
+        start_from="org/s2mae-64px",
+        details=["mask ratio 0.9 (random masking)"],
+        notes="Final eval loss: 0.25. ",
+    )
+    assert pretrain == (
+        "Pretrained starting from `org/s2mae-64px` with `examples/run_pretrain.py` on the sample imagery: mask ratio "
+        "0.9 (random masking), 40 steps, batch 8 x 2 process(es) x 4 accumulation steps, learning rate 0.00015. "
+        "Final eval loss: 0.25."
+    )
+    scratch = training_summary(_training_args(), task="image-classification", data="EuroSAT-MS")
+    assert scratch == "Trained from scratch on EuroSAT-MS: batch 8 x 2 process(es), learning rate 0.00015."
+    tuned = training_summary(_training_args(), task="image-classification", data="d", start_from="org/b", steps=3)
+    assert tuned.startswith("Fine-tuned from the encoder of `org/b` on d: 3 steps, batch")
+    with pytest.raises(ValueError, match="task must be one of"):
+        training_summary(_training_args(), task="segmentation", data="d")
+
+
+def test_hub_id_tells_repo_ids_from_local_folders(tmp_path):
+    assert hub_id("org/s2mae-vit-b") == "org/s2mae-vit-b"
+    assert hub_id(tmp_path) is None and hub_id(str(tmp_path)) is None and hub_id(None) is None and hub_id("") is None
