@@ -26,6 +26,7 @@ setup(
         "rasterio>=1.3,<2",
         "datasets>=4,<6",
         "accelerate>=1.10,<2",
+        "Jinja2>=3.1",
     ],
     extras_require={
         "examples": ["matplotlib>=3.8", "tensorboard>=2.15"],

@@ -175,6 +175,13 @@ def _scaling_formula(processor: S2MAEImageProcessor) -> str:
             f"0, 1)`: mean +/- {_number(SIGMA_RANGE)} standard deviations of each band (band table) mapped onto "
             "[0, 1]."
         )
+    if processor.scaling == "dataset_range":
+        return (
+            "`x' = clip((x - low_b) / (high_b - low_b), 0, 1)` with dataset-level per-band bounds `low_b` / `high_b` "
+            "(`band_low` / `band_high` in `preprocessor_config.json`, computed on the training data over valid pixels; "
+            "its `band_statistics` holds the counts, mean, std, min, max and percentiles they come from). The same "
+            "bounds for every image, so absolute radiometry is kept."
+        )
     raise ValueError(f"The card cannot describe the processor's scaling {processor.scaling!r}.")
 
 
