@@ -86,6 +86,18 @@ def build_config(preset: str = "sample", config_overrides: str | None = None, **
     return config
 
 
+def saved_processor_settings(checkpoint: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """The settings of a checkpoint's `preprocessor_config.json` ({} when there is none or no checkpoint)."""
+    if checkpoint is None:
+        return {}
+    try:
+        saved = S2MAEImageProcessor.from_pretrained(checkpoint)
+    except OSError:
+        logger.info("%s has no preprocessor_config.json; using the default processor settings.", checkpoint)
+        return {}
+    return {key: getattr(saved, key) for key in S2MAEImageProcessorKwargs.__annotations__}
+
+
 def load_image_processor(
     config: S2MAEConfig, checkpoint: str | os.PathLike[str] | None = None, **overrides: Any
 ) -> S2MAEImageProcessor:
@@ -95,19 +107,12 @@ def load_image_processor(
     Raises:
         ValueError: the saved processor's band order disagrees with the model's config.
     """
-    settings: dict[str, Any] = {}
-    if checkpoint is not None:
-        try:
-            saved = S2MAEImageProcessor.from_pretrained(checkpoint)
-        except OSError:
-            logger.info("%s has no preprocessor_config.json; using the default processor settings.", checkpoint)
-        else:
-            if list(saved.band_names) != list(config.band_names):
-                raise ValueError(
-                    f"{checkpoint}: the image processor's bands {saved.band_names} differ from the model's "
-                    f"{list(config.band_names)}; re-save the processor with the model's band order."
-                )
-            settings = {key: getattr(saved, key) for key in S2MAEImageProcessorKwargs.__annotations__}
+    settings = saved_processor_settings(checkpoint)
+    if settings and list(settings["band_names"]) != list(config.band_names):
+        raise ValueError(
+            f"{checkpoint}: the image processor's bands {settings['band_names']} differ from the model's "
+            f"{list(config.band_names)}; re-save the processor with the model's band order."
+        )
     for key in ("band_names", "size", "input_band_names"):
         settings.pop(key, None)  # from the model; each sample carries its own band names
     settings.update({key: value for key, value in overrides.items() if value is not None})
@@ -266,16 +271,73 @@ class SkippedSamplesCallback(TrainerCallback):
             logs.update(self.counts())
 
 
+def label_settings(class_names: list[str], problem_type: str) -> dict[str, Any]:
+    """The config fields that describe a dataset's labels (num_labels, id2label, label2id, problem_type)."""
+    return {
+        "num_labels": len(class_names),
+        "id2label": dict(enumerate(class_names)),
+        "label2id": {name: index for index, name in enumerate(class_names)},
+        "problem_type": problem_type,
+    }
+
+
+def check_checkpoint_labels(config: S2MAEConfig, class_names: list[str], problem_type: str, source: str) -> None:
+    """Raise when a classifier checkpoint was trained for other classes than the dataset's.
+
+    Raises:
+        ValueError: naming the differing problem type, class count or class names, and the way out.
+    """
+    theirs = [config.id2label[i] for i in sorted(config.id2label)]
+    hint = "Pass --reset_classifier to train a new head for the dataset's classes instead."
+    if config.problem_type is not None and config.problem_type != problem_type:
+        raise ValueError(f"{source} is a {config.problem_type} model but the dataset is {problem_type}. {hint}")
+    if len(theirs) != len(class_names):
+        raise ValueError(
+            f"{source} classifies {len(theirs)} classes {theirs} but the dataset has {len(class_names)} "
+            f"classes {class_names}. {hint}"
+        )
+    if theirs != list(class_names):
+        differing = [(i, a, b) for i, (a, b) in enumerate(zip(theirs, class_names)) if a != b]
+        raise ValueError(
+            f"The class names of {source} differ from the dataset's (index, checkpoint, dataset): {differing}. "
+            f"Label i must mean the same class in both. {hint}"
+        )
+
+
+def record_run_settings(output_dir: str | os.PathLike[str], settings: Mapping[str, Any], resuming: bool) -> None:
+    """Refuse to resume a run whose `settings` (e.g. optimizer layout) differ; record this run's for the next one.
+
+    Raises:
+        ValueError: naming the settings that differ from the run being resumed.
+    """
+    path = Path(output_dir) / "run_settings.json"
+    if resuming and path.is_file():
+        previous = json.loads(path.read_text(encoding="utf-8"))
+        changed = [key for key in settings if previous.get(key) != settings[key]]
+        if changed:
+            raise ValueError(
+                f"{output_dir} holds a checkpoint of a run with "
+                + ", ".join(f"--{key} {previous.get(key)}" for key in changed)
+                + "; resume with the same settings or choose another --output_dir."
+            )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dict(settings), indent=2), encoding="utf-8")
+
+
 __all__ = [
     "ARCHITECTURE_FIELDS",
     "SAMPLE_PRESET",
     "S2MAETrainer",
     "SkippedSamplesCallback",
     "build_config",
+    "check_checkpoint_labels",
     "check_finite_loss",
     "check_resume_compatible",
     "find_resume_checkpoint",
     "freeze_encoder",
     "load_image_processor",
+    "saved_processor_settings",
+    "label_settings",
     "optimizer_param_groups",
+    "record_run_settings",
 ]

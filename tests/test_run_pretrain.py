@@ -122,7 +122,7 @@ def test_bad_data_folders_get_clear_errors(tmp_path):
     empty.mkdir()
     with pytest.raises(ValueError, match="holds no raster file"):
         run_pretrain.main(["--train_dir", str(empty), "--output_dir", str(tmp_path / "out")])
-    with pytest.raises(ValueError, match="is not a folder"):
+    with pytest.raises(ValueError, match="no such folder"):
         run_pretrain.main(["--train_dir", str(tmp_path / "missing"), "--output_dir", str(tmp_path / "out")])
 
 

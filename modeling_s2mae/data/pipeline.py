@@ -1,0 +1,405 @@
+"""From command-line data arguments to train / evaluation datasets: the part of every script that is not Trainer.
+
+`SpectralDataArguments` holds what all scripts accept about data (sources, bands, nodata, tiling, scaling,
+nodata-robust sampling, split) and checks it; `build_processor` makes the image processor (computing dataset
+statistics on the training data when the scaling needs them and none are given); `build_datasets` lists, splits and
+wraps the samples, local files and streamed rows alike, through one `SampleTransform` each for training and
+evaluation.
+"""
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..image_processing_s2mae import (
+    EUROSAT_BAND_MEAN,
+    EUROSAT_BAND_STD,
+    FMOW_SENTINEL_BAND_MEAN,
+    FMOW_SENTINEL_BAND_STD,
+    S2MAEImageProcessor,
+)
+from ..sensors import band_positions
+from .builders import RecordSet, SkippedFile
+from .hub_format import MULTI_LABEL, SINGLE_LABEL, label_info, load_spectral_dataset, to_model_inputs
+from .samples import record_to_sample
+from .sources import collect_records
+from .statistics import BandStatistics, compute_band_statistics
+from .training import SampleDataset, split_records
+from .transforms import DEFAULT_MIN_VALID_FRACTION, SampleTransform
+
+logger = logging.getLogger(__name__)
+
+NAMED_BAND_STATISTICS: dict[str, tuple[dict[str, float], dict[str, float]]] = {
+    "eurosat": (EUROSAT_BAND_MEAN, EUROSAT_BAND_STD),
+    "fmow-sentinel": (FMOW_SENTINEL_BAND_MEAN, FMOW_SENTINEL_BAND_STD),
+}
+"""Published per-band mean / std by name, for `--band_statistics` with "standardize" / "sigma" scaling."""
+
+
+@dataclass
+class SpectralDataArguments:
+    """What every script accepts about its data. Exactly one kind of source: local folders / scenes, or a dataset."""
+
+    train_dir: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Dataset folders of any layout: EuroSAT-style class folders, BigEarthNet-S2 v1 patch folders, or "
+            "folders of rasters / per-band scene folders (cut into --tile_size tiles)."
+        },
+    )
+    scene_paths: list[str] | None = field(
+        default=None, metadata={"help": "Large scenes (a file, or a folder of per-band files) cut into tiles."}
+    )
+    validation_dir: list[str] | None = field(
+        default=None, metadata={"help": "Evaluation folders in the same layout (default: a held-out fraction)."}
+    )
+    tile_size: int | None = field(
+        default=None, metadata={"help": "Tile side in pixels for scenes (default: one sample per scene)."}
+    )
+    tile_stride: int | None = field(default=None, metadata={"help": "Step between tiles (default: --tile_size)."})
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "A dataset in the s2mae Hub format (repo id or local folder), streamed."}
+    )
+    dataset_train_split: str = field(default="train")
+    dataset_eval_split: str | None = field(default=None, metadata={"help": "Evaluation split of --dataset_name."})
+    input_band_names: list[str] | None = field(
+        default=None,
+        metadata={"help": "Names of the files' bands in file order, where the files do not declare them."},
+    )
+    nodata: float | None = field(
+        default=None, metadata={"help": "Nodata value for files that define none (each file's own value wins)."}
+    )
+    scaling: str | None = field(
+        default=None,
+        metadata={
+            "help": "dataset_range (per-band 1st-99th percentiles of the training data -> [0, 1]; computed when not "
+            "given), minmax (per image), reflectance, standardize or sigma. Default: the checkpoint's, else the "
+            "script's."
+        },
+    )
+    band_statistics: str | None = field(
+        default=None,
+        metadata={
+            "help": "Band statistics: a JSON file written by compute_band_statistics (BandStatistics.to_dict), or "
+            "'eurosat' / 'fmow-sentinel' (mean/std for standardize and sigma)."
+        },
+    )
+    range_percentiles: list[float] = field(
+        default_factory=lambda: [1.0, 99.0],
+        metadata={"help": "Low and high percentile of each band mapped to 0 and 1 by dataset_range scaling."},
+    )
+    statistics_max_samples: int = field(
+        default=256, metadata={"help": "Training samples read to compute band statistics when none are given."}
+    )
+    reflectance_scale: float | None = field(default=None, metadata={"help": "reflectance scaling: divisor."})
+    reflectance_offset: float | None = field(
+        default=None, metadata={"help": "reflectance scaling: added first (-1000 for S2 baseline >= 04.00)."}
+    )
+    min_valid_fraction: float = field(
+        default=DEFAULT_MIN_VALID_FRACTION,
+        metadata={"help": "Share of valid pixels a sample or random crop needs; sparser ones are skipped / redrawn."},
+    )
+    validation_fraction: float = field(default=0.15, metadata={"help": "Share of local samples held out, in [0, 1)."})
+    augment: bool = field(default=True, metadata={"help": "RandomResizedCrop(0.2-1) + horizontal flip."})
+    skip_bad_files: bool = field(
+        default=False, metadata={"help": "Skip unreadable files (counted) instead of failing."}
+    )
+    max_train_samples: int | None = field(default=None)
+    max_eval_samples: int | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        local = bool(self.train_dir or self.scene_paths)
+        if local and self.dataset_name:
+            raise ValueError("Give local data (--train_dir / --scene_paths) or --dataset_name, not both.")
+        if self.validation_dir and not local:
+            raise ValueError("--validation_dir goes with --train_dir / --scene_paths.")
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise ValueError(f"--validation_fraction must be in [0, 1), got {self.validation_fraction}.")
+        if not 0.0 <= self.min_valid_fraction <= 1.0:
+            raise ValueError(f"--min_valid_fraction must be in [0, 1], got {self.min_valid_fraction}.")
+        for name in ("tile_size", "tile_stride", "statistics_max_samples", "max_train_samples", "max_eval_samples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name} must be a positive integer, got {value}.")
+        percentiles = list(self.range_percentiles or [])
+        if len(percentiles) != 2 or not 0.0 <= percentiles[0] < percentiles[1] <= 100.0:
+            raise ValueError(
+                f"--range_percentiles must be two numbers 0 <= low < high <= 100, got {self.range_percentiles}."
+            )
+
+    @property
+    def has_source(self) -> bool:
+        return bool(self.train_dir or self.scene_paths or self.dataset_name)
+
+
+@dataclass
+class TrainingData:
+    """The datasets a script trains and evaluates on, with what is known about them."""
+
+    train: Any
+    evaluation: Any | None
+    train_transform: SampleTransform
+    eval_transform: SampleTransform
+    problem_type: str | None = None
+    class_names: list[str] = field(default_factory=list)
+    num_train: int | None = None
+    num_eval: int | None = None
+    skipped_files: list[SkippedFile] = field(default_factory=list)
+
+
+def _scaling_overrides(args: SpectralDataArguments) -> dict[str, Any]:
+    """The processor settings the command line gives (None: not given)."""
+    overrides: dict[str, Any] = {
+        "scaling": args.scaling,
+        "nodata": args.nodata,
+        "reflectance_scale": args.reflectance_scale,
+        "reflectance_offset": args.reflectance_offset,
+    }
+    if args.band_statistics in NAMED_BAND_STATISTICS:
+        overrides["band_mean"], overrides["band_std"] = NAMED_BAND_STATISTICS[args.band_statistics]
+    elif args.band_statistics is not None:
+        path = Path(args.band_statistics)
+        if not path.is_file():
+            raise ValueError(
+                f"--band_statistics {args.band_statistics!r} is neither {sorted(NAMED_BAND_STATISTICS)} nor a JSON "
+                "file of BandStatistics."
+            )
+        statistics = BandStatistics.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        overrides["band_statistics"] = statistics
+    return overrides
+
+
+def build_processor(
+    config: Any,
+    args: SpectralDataArguments,
+    *,
+    checkpoint: str | None = None,
+    default_scaling: str | None = None,
+    statistics_samples: Any = None,
+) -> S2MAEImageProcessor:
+    """The image processor of a run: the checkpoint's settings, then the command line's.
+
+    With "dataset_range" scaling and no bounds (from the checkpoint or `--band_statistics`), per-band statistics are
+    computed over the valid pixels of up to `--statistics_max_samples` training samples (`statistics_samples`, an
+    iterable of samples / records), logged, and stored in the processor.
+
+    Args:
+        config: The model's `S2MAEConfig` (bands and size).
+        args: The data arguments.
+        checkpoint: Folder or repo id whose `preprocessor_config.json` to start from.
+        default_scaling: The script's scaling when neither the checkpoint nor the command line sets one.
+        statistics_samples: Training samples for the statistics (records, `Sample`s or `RasterSample`s).
+    """
+    from ..training import load_image_processor, saved_processor_settings
+
+    saved = saved_processor_settings(checkpoint)
+    overrides = {key: value for key, value in _scaling_overrides(args).items() if value is not None}
+    low, high = args.range_percentiles
+    given = overrides.pop("band_statistics", None)
+    if given is not None:
+        overrides = {**given.processor_kwargs(config.band_names, low, high), **overrides}
+    overrides["scaling"] = overrides.get("scaling") or saved.get("scaling") or default_scaling or "minmax"
+    needs_statistics = overrides["scaling"] == "dataset_range" and "band_low" not in overrides
+    if needs_statistics and (saved.get("band_low") is None or saved.get("scaling") != "dataset_range"):
+        if statistics_samples is None:
+            raise ValueError("dataset_range scaling needs band statistics: pass --band_statistics stats.json.")
+        statistics = compute_band_statistics(
+            (_as_raster_sample(item) for item in statistics_samples),
+            band_names=config.band_names,
+            max_samples=args.statistics_max_samples,
+            nodata=args.nodata,
+        )
+        logger.info("Band statistics of %d training samples: %s", statistics.num_samples, statistics.to_json(None))
+        overrides = {**statistics.processor_kwargs(config.band_names, low, high), **overrides}
+    return load_image_processor(config, checkpoint, **overrides)
+
+
+def _as_raster_sample(item: Any) -> Any:
+    if isinstance(item, dict) and "paths" in item:
+        return record_to_sample(item)
+    return item
+
+
+def _limit(records: list[dict[str, Any]], count: int | None) -> list[dict[str, Any]]:
+    return records[:count] if count else records
+
+
+def check_record_bands(found: RecordSet, model_bands: Sequence[str], skip_bad_files: bool) -> None:
+    """Fail before training (or, skipping, drop and count) records whose files lack a band the model reads."""
+    kept = []
+    for record in found.records:
+        available = record.get("bands") or record.get("band_names")
+        if available is not None:
+            try:
+                band_positions(model_bands, available)
+            except ValueError:
+                missing = [band for band in model_bands if band not in available]
+                message = (
+                    f"{record['paths'][0]}: the file's bands {list(available)} lack {missing}, which the model reads "
+                    f"({list(model_bands)}). Check --input_band_names, or remove the file (--skip_bad_files skips it)."
+                )
+                if not skip_bad_files:
+                    raise ValueError(message) from None
+                logger.warning("Skipping %s", message)
+                found.skipped.append(SkippedFile(record["paths"][0], message))
+                continue
+        kept.append(record)
+    found.records = kept
+
+
+def local_training_records(
+    args: SpectralDataArguments, seed: int, labelled: bool = False, model_bands: Sequence[str] | None = None
+) -> tuple[RecordSet, list, list]:
+    """(all found, train records, eval records) of the local sources, split by class, scene or at random.
+
+    Records whose files lack one of `model_bands` fail here, before any training (or are skipped and counted).
+    """
+    options = {
+        "tile_size": args.tile_size,
+        "tile_stride": args.tile_stride,
+        "band_names": args.input_band_names,
+        "nodata": args.nodata,
+        "skip_bad_files": args.skip_bad_files,
+    }
+    found = collect_records(args.train_dir or [], args.scene_paths or [], **options)
+    if model_bands is not None:
+        check_record_bands(found, model_bands, args.skip_bad_files)
+    if args.validation_dir:
+        held_out = collect_records(args.validation_dir, [], **options)
+        if model_bands is not None:
+            check_record_bands(held_out, model_bands, args.skip_bad_files)
+        found.skipped += held_out.skipped
+        if labelled and held_out.classes != found.classes:
+            raise ValueError(
+                f"The classes of --validation_dir {held_out.classes} differ from those of the training data "
+                f"{found.classes}: give both the same class sub-folders."
+            )
+        train, evaluation = list(found.records), list(held_out.records)
+    else:
+        by = "scene" if all("scene" in record for record in found.records) else "random"
+        if labelled and all("label" in record for record in found.records):
+            by = "label"
+        train, evaluation = split_records(found.records, args.validation_fraction, seed, by=by)
+    return found, _limit(train, args.max_train_samples), _limit(evaluation, args.max_eval_samples)
+
+
+def make_transforms(
+    processor: S2MAEImageProcessor, args: SpectralDataArguments, *, with_labels: bool, with_ids: bool = False
+) -> tuple[SampleTransform, SampleTransform]:
+    """The training transform (augmented) and the evaluation transform (not augmented) of a run."""
+    common = {"min_valid_fraction": args.min_valid_fraction, "nodata": args.nodata, "with_labels": with_labels}
+    return (
+        SampleTransform(processor, augment=args.augment, with_ids=with_ids, **common),
+        SampleTransform(processor, augment=False, **common),
+    )
+
+
+def build_datasets(
+    args: SpectralDataArguments,
+    processor: S2MAEImageProcessor,
+    *,
+    seed: int,
+    with_labels: bool,
+    with_ids: bool = False,
+    records: tuple[RecordSet, list, list] | None = None,
+    model_bands: Sequence[str] | None = None,
+) -> TrainingData:
+    """Train and evaluation datasets of local records (map-style) or a streamed dataset, through `SampleTransform`s.
+
+    Args:
+        args: The data arguments.
+        processor: The run's image processor.
+        seed: Seed of the train / validation split.
+        with_labels: Return labels (classification); the problem type and class names are then known.
+        with_ids: Return each training sample's id (for `PixelCollator(record_ids_to=...)`).
+        records: Local records already listed by `local_training_records` (listed now when None).
+        model_bands: The bands the model reads: local files lacking one fail before training.
+    """
+    train_transform, eval_transform = make_transforms(processor, args, with_labels=with_labels, with_ids=with_ids)
+    if args.dataset_name:
+        return _streamed(args, train_transform, eval_transform, with_labels, with_ids)
+    found, train, evaluation = records or local_training_records(args, seed, with_labels, model_bands)
+    problem_type = None
+    if with_labels:
+        if all(record.get("labels") is not None for record in found.records):
+            problem_type = MULTI_LABEL
+        elif all(record.get("label") is not None for record in found.records):
+            problem_type = SINGLE_LABEL
+        else:
+            raise ValueError(
+                "The local data has no labels: classification needs class folders or BigEarthNet patches."
+            )
+    return TrainingData(
+        train=SampleDataset(train, train_transform),
+        evaluation=SampleDataset(evaluation, eval_transform) if evaluation else None,
+        train_transform=train_transform,
+        eval_transform=eval_transform,
+        problem_type=problem_type,
+        class_names=list(found.classes),
+        num_train=len(train),
+        num_eval=len(evaluation),
+        skipped_files=list(found.skipped),
+    )
+
+
+def _streamed(
+    args: SpectralDataArguments,
+    train_transform: SampleTransform,
+    eval_transform: SampleTransform,
+    with_labels: bool,
+    with_ids: bool,
+) -> TrainingData:
+    def load(
+        split: str, transform: SampleTransform, ids: bool, limit: int | None
+    ) -> tuple[Any, str | None, list[str]]:
+        dataset = load_spectral_dataset(args.dataset_name, split=split, streaming=True)
+        problem_type, names = label_info(dataset)
+        if with_labels and problem_type is None:
+            raise ValueError(f"{args.dataset_name} split {split!r} has no label column: it cannot train a classifier.")
+        if with_labels and problem_type == SINGLE_LABEL:
+            dataset = dataset.filter(lambda row: row["label"] >= 0)  # unlabeled rows are stored as -1
+        if limit:
+            dataset = dataset.take(limit)
+        return to_model_inputs(dataset, transform, with_labels=with_labels, with_ids=ids), problem_type, names
+
+    train, problem_type, names = load(args.dataset_train_split, train_transform, with_ids, args.max_train_samples)
+    evaluation = None
+    if args.dataset_eval_split:
+        evaluation, eval_type, eval_names = load(args.dataset_eval_split, eval_transform, False, args.max_eval_samples)
+        if with_labels and (eval_type, eval_names) != (problem_type, names):
+            raise ValueError(
+                f"Split {args.dataset_eval_split!r} has {eval_type} labels {eval_names} but split "
+                f"{args.dataset_train_split!r} has {problem_type} labels {names}."
+            )
+    return TrainingData(
+        train=train,
+        evaluation=evaluation,
+        train_transform=train_transform,
+        eval_transform=eval_transform,
+        problem_type=problem_type,
+        class_names=names,
+    )
+
+
+def streamed_statistics_samples(args: SpectralDataArguments) -> Any:
+    """The first `--statistics_max_samples` rows of a streamed dataset, decoded (for `build_processor`)."""
+    from .hub_format import decode_row
+
+    dataset = load_spectral_dataset(args.dataset_name, split=args.dataset_train_split, streaming=True)
+    return (decode_row(row) for row in dataset.take(args.statistics_max_samples))
+
+
+__all__ = [
+    "NAMED_BAND_STATISTICS",
+    "SpectralDataArguments",
+    "TrainingData",
+    "build_datasets",
+    "build_processor",
+    "check_record_bands",
+    "local_training_records",
+    "make_transforms",
+    "streamed_statistics_samples",
+]
