@@ -8,7 +8,8 @@ files) and `metadata.parquet`.
 
 The pixels are the real T33UUU bands of `sample_data/sentinel2_scene/` (384 x 384 at 10 m, 192 x 192 at 20 m,
 64 x 64 at 60 m, one 3.84 km cell instead of Major-TOM's 10.68 km), optionally with a region set to nodata (0) and
-with a cloud mask made by the caller.
+with a cloud mask made by the caller. The pixels are Level-1C digital numbers whichever schema (L2A or L1C) the
+rows are written in: the layout is what is tested, not the radiometry.
 
 Quick use (e.g. a pretraining smoke test)::
 

@@ -288,6 +288,10 @@ def test_invalid_arguments(rows: list[dict[str, Any]]) -> None:
         majortom_samples(rows, tile_size=0)
     with pytest.raises(ValueError, match="Unknown resampling"):
         decode_majortom_row(rows[0], resampling="sharpest")
+    with pytest.raises(ValueError, match=r"\['cloud_mask'\] are not Sentinel-2 band columns"):
+        decode_majortom_row(rows[0], bands=["B04", "cloud_mask"])
+    with pytest.raises(ValueError, match="repeats"):
+        decode_majortom_row(rows[0], bands=["B04", "B4"])
     with pytest.raises(RasterReadError, match="has no band column"):
         decode_majortom_row({"grid_cell": "x", "product_id": "p"})
 

@@ -12,7 +12,7 @@ Schema relied on (column: dtype in the `datasets` features; content):
 | `product_id`       | string         | the Sentinel-2 product the cell was cut from                                  |
 | `grid_cell`        | string         | the Major-TOM grid cell name, e.g. "451U_946L" (row, column)                  |
 | `product_datetime` | string         | acquisition time of the product                                               |
-| `thumbnail`        | image          | RGB composite [B04, B03, B02] as PNG (a struct {bytes, path} in the parquet)   |
+| `thumbnail`        | image          | RGB composite [B04, B03, B02] as PNG (struct {bytes, path} in the parquet)    |
 | `B01` .. `B12`     | binary         | one single-band GeoTIFF per band, at its native resolution: 10 m (B02, B03,    |
 | `B8A`              |                | B04, B08), 20 m (B05, B06, B07, B8A, B11, B12), 60 m (B01, B09, B10);          |
 |                    |                | `B10` (cirrus) only in Core-S2L1C                                             |
@@ -35,9 +35,13 @@ Not stated by those sources, so handled defensively here:
 
 - The nodata value: read from each band's GeoTIFF; when the files declare none, `MAJORTOM_NODATA` (0, the NODATA
   value of Sentinel-2 L1C / L2A products) is used. Pixels equal to it are left out of bilinear resampling.
+- The bands' dtype (Sentinel-2 digital numbers are uint16): arrays keep whatever dtype the GeoTIFFs hold.
+- Whether Core-S2L2A removed the +1000 offset of L2A products of processing baseline 04.00 and later: the baseline
+  is in `product_id` (`_N0400_`, ...); choose the processor's `reflectance_offset` accordingly.
 - The `cloud_mask` values. SEnSeI-v2's 4-class output is 0 clear, 1 thick cloud, 2 thin cloud, 3 cloud shadow, and
-  its binary outputs use 1 for cloud / invalid; by default every non-zero value counts as cloudy (`cloud_classes`
-  chooses others). The mask is read on its own grid and resampled with nearest neighbour.
+  its binary outputs use 1 for cloud / invalid (CREODIAS "SenSeIv2 Cloud Mask" service page); by default every
+  non-zero value counts as cloudy (`cloud_classes` chooses others). The mask is read on its own grid and resampled
+  with nearest neighbour.
 
 Security: the GeoTIFF bytes come from the Hub and are untrusted. They are opened with the GTiff driver only (and
 must start with a TIFF signature), so that no other GDAL driver ever parses them: a VRT disguised as a band would
@@ -305,6 +309,9 @@ def decode_majortom_row(
         )
     if len(set(wanted)) != len(wanted):
         raise ValueError(f"bands repeats names: {wanted}.")
+    unknown = [name for name in wanted if name not in CORE_S2L1C_BANDS]
+    if unknown:
+        raise ValueError(f"bands {unknown} are not Sentinel-2 band columns; choose from {list(CORE_S2L1C_BANDS)}.")
     missing = [name for name in wanted if name not in row or row[name] is None]
     if missing:
         hint = " (Core-S2L2A has no B10; it is in Core-S2L1C)" if "B10" in missing else ""
