@@ -1,0 +1,96 @@
+"""Library training helpers: model-driven layer decay, presets, resumption safety, run settings."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from modeling_s2mae import S2MAEConfig, S2MAEForImageClassification
+from modeling_s2mae.training import (
+    build_config,
+    check_resume_compatible,
+    find_resume_checkpoint,
+    optimizer_param_groups,
+    record_run_settings,
+)
+
+TINY_MODEL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+
+
+def test_layer_decay_param_groups() -> None:
+    model = S2MAEForImageClassification(S2MAEConfig(**TINY_MODEL, image_size=32))
+    groups = optimizer_param_groups(model, weight_decay=0.05, layer_decay=0.75)
+    names = {id(param): name for name, param in model.named_parameters()}
+    scale, decay = {}, {}
+    for group in groups:
+        for param in group["params"]:
+            scale[names[id(param)]], decay[names[id(param)]] = group["lr_scale"], group["weight_decay"]
+    assert set(scale) == {name for name, _ in model.named_parameters()}
+    assert scale["s2mae.embeddings.cube_embeddings.projection.weight"] == pytest.approx(0.75**3)
+    assert scale["s2mae.embeddings.position_embeddings.spatial"] == pytest.approx(0.75**3)
+    assert scale["s2mae.encoder.layers.0.mlp.fc1.weight"] == pytest.approx(0.75**2)
+    assert scale["s2mae.encoder.layers.1.attention.q_proj.bias"] == pytest.approx(0.75)
+    for name in ("s2mae.layernorm.weight", "s2mae.pooler.layernorm.bias", "classifier.weight"):
+        assert scale[name] == 1.0
+    assert decay["s2mae.encoder.layers.0.mlp.fc1.weight"] == decay["classifier.weight"] == 0.05
+    assert decay["s2mae.embeddings.position_embeddings.spatial"] == 0.0
+    assert decay["s2mae.encoder.layers.0.mlp.fc1.bias"] == decay["s2mae.layernorm.weight"] == 0.0
+    assert all(group["lr_scale"] == 1.0 for group in optimizer_param_groups(model, 0.05, None))
+    with pytest.raises(ValueError, match="layer_decay must be in"):
+        optimizer_param_groups(model, 0.05, 1.5)
+
+
+def test_build_config_presets_and_overrides() -> None:
+    config = build_config("sample", "drop_path_rate=0.1", image_size=32, mask_ratio=None)
+    assert config.hidden_size == 192 and config.image_size == 32 and config.drop_path_rate == 0.1
+    assert build_config("vit-s").hidden_size == 384
+    with pytest.raises(ValueError, match="Unknown preset"):
+        build_config("vit-x")
+    with pytest.raises(ValueError, match="Bad config override"):
+        build_config("sample", "hidden_sise=3")
+    with pytest.raises(ValueError, match="Bad config override"):
+        build_config("sample", "drop_path_rate")
+
+
+def _checkpoint(folder: Path, step: int, complete: bool = True) -> Path:
+    path = folder / f"checkpoint-{step}"
+    path.mkdir(parents=True)
+    (path / "config.json").write_text("{}")
+    (path / "model.safetensors").write_bytes(b"x" * 16)
+    if complete:
+        (path / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    return path
+
+
+def test_resume_picks_the_newest_complete_checkpoint_and_sets_incomplete_ones_aside(tmp_path: Path) -> None:
+    assert find_resume_checkpoint(tmp_path / "missing") is None
+    _checkpoint(tmp_path, 2)
+    _checkpoint(tmp_path, 4, complete=False)  # killed before trainer_state.json was written
+    truncated = _checkpoint(tmp_path, 6)
+    (truncated / "trainer_state.json").write_text('{"global_st')  # killed while writing it
+    assert find_resume_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
+    assert (tmp_path / "checkpoint-4.incomplete").is_dir() and (tmp_path / "checkpoint-6.incomplete").is_dir()
+    assert not (tmp_path / "checkpoint-4").exists()
+    _checkpoint(tmp_path, 4, complete=False)  # the same step fails again: a second name, nothing overwritten
+    assert find_resume_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
+    assert (tmp_path / "checkpoint-4.incomplete1").is_dir()
+
+
+def test_resume_refuses_a_checkpoint_of_another_model(tmp_path: Path) -> None:
+    config = S2MAEConfig(**TINY_MODEL, image_size=32)
+    config.save_pretrained(tmp_path)
+    check_resume_compatible(tmp_path, S2MAEConfig(**TINY_MODEL, image_size=32))
+    reordered = list(config.band_names)
+    reordered[1], reordered[2] = reordered[2], reordered[1]
+    with pytest.raises(ValueError, match="band_names: checkpoint") as info:
+        check_resume_compatible(tmp_path, S2MAEConfig(**TINY_MODEL, image_size=32, band_names=reordered))
+    assert "another --output_dir" in str(info.value)
+    with pytest.raises(ValueError, match="hidden_size"):
+        check_resume_compatible(tmp_path, S2MAEConfig(**{**TINY_MODEL, "hidden_size": 64}, image_size=32))
+
+
+def test_run_settings_must_repeat_on_resume(tmp_path: Path) -> None:
+    record_run_settings(tmp_path, {"layer_decay": 0.5}, resuming=False)
+    record_run_settings(tmp_path, {"layer_decay": 0.5}, resuming=True)
+    with pytest.raises(ValueError, match="--layer_decay 0.5"):
+        record_run_settings(tmp_path, {"layer_decay": None}, resuming=True)
