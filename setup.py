@@ -27,6 +27,7 @@ setup(
         "datasets>=4,<6",
         "accelerate>=1.10,<2",
         "Jinja2>=3.1",
+        "lmdb>=1.4",
     ],
     extras_require={
         "examples": ["matplotlib>=3.8", "tensorboard>=2.15"],

@@ -39,7 +39,13 @@ from transformers import HfArgumentParser, TrainingArguments, set_seed
 
 from modeling_s2mae import S2MAEConfig, S2MAEForImageClassification
 from modeling_s2mae.data import MULTI_LABEL, collate_pixels
-from modeling_s2mae.data.pipeline import SpectralDataArguments, build_datasets, build_processor
+from modeling_s2mae.data.pipeline import (
+    SpectralDataArguments,
+    build_datasets,
+    build_processor,
+    local_training_records,
+    statistics_samples,
+)
 from modeling_s2mae.metrics import MultiLabelMetrics, accuracy_metrics
 from modeling_s2mae.model_card import hub_id, training_summary, write_model_card
 from modeling_s2mae.training import (
@@ -108,7 +114,8 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Tra
     if len(argv) == 1 and argv[0].endswith(".json"):
         model_args, data_args, training_args = parser.parse_json_file(os.path.abspath(argv[0]))
     else:
-        sample_run = not any(arg.split("=")[0] in ("--train_dir", "--scene_paths", "--dataset_name") for arg in argv)
+        sources = ("--train_dir", "--scene_paths", "--dataset_name", "--benv2_lmdb")
+        sample_run = not any(arg.split("=")[0] in sources for arg in argv)
         defaults = [*SAMPLE_RUN_DEFAULTS, "--train_dir", str(SAMPLE_DATA / "eurosat_ms")] if sample_run else []
         defaults = defaults or ["--output_dir", "outputs/s2mae-classification"]
         model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=defaults + argv)
@@ -170,10 +177,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     config = model_config(model_args)
     if model_args.image_size is not None:
         config.image_size = model_args.image_size  # the processor's size; the model is resized to it below
-    processor = build_processor(config, data_args, checkpoint=model_args.model_name_or_path)
-    data = build_datasets(
-        data_args, processor, seed=training_args.seed, with_labels=True, model_bands=config.band_names
-    )
+    local = bool(data_args.train_dir or data_args.scene_paths)
+    records = local_training_records(data_args, training_args.seed, True, config.band_names) if local else None
+    processor = build_processor(
+        config, data_args, checkpoint=model_args.model_name_or_path,
+        statistics_samples=statistics_samples(data_args, records),
+    )  # fmt: skip
+    data = build_datasets(data_args, processor, seed=training_args.seed, with_labels=True, records=records)
     if data.skipped_files:
         print(f"Skipped {len(data.skipped_files)} bad file(s) (--skip_bad_files): {data.skipped_files[0].path} ...")
     if data.problem_type == MULTI_LABEL and training_args.label_smoothing_factor:

@@ -36,7 +36,7 @@ from modeling_s2mae.data.pipeline import (
     build_datasets,
     build_processor,
     local_training_records,
-    streamed_statistics_samples,
+    statistics_samples,
 )
 from modeling_s2mae.model_card import hub_id, training_summary, write_model_card
 from modeling_s2mae.training import (
@@ -114,7 +114,7 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Tra
     parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
     if len(argv) == 1 and argv[0].endswith(".json"):
         return (*parser.parse_json_file(os.path.abspath(argv[0])), False)
-    sources = ("--train_dir", "--scene_paths", "--dataset_name")
+    sources = ("--train_dir", "--scene_paths", "--dataset_name", "--benv2_lmdb")
     sample_run = not any(arg.split("=")[0] in sources for arg in argv)
     defaults = SAMPLE_RUN_DEFAULTS + ["--train_dir", *SAMPLE_SOURCES] if sample_run else []
     defaults = defaults or ["--output_dir", "outputs/s2mae-pretrain"]
@@ -190,15 +190,11 @@ def main(argv: list[str] | None = None) -> dict:
     if resume:
         check_resume_compatible(resume, model.config)
         logger.info("Resuming from %s.", resume)
-    records = (
-        None
-        if data_args.dataset_name
-        else local_training_records(data_args, training_args.seed, False, model.config.band_names)
-    )
-    statistics_samples = records[1] if records else streamed_statistics_samples(data_args)
+    local = bool(data_args.train_dir or data_args.scene_paths)
+    records = local_training_records(data_args, training_args.seed, False, model.config.band_names) if local else None
     processor = build_processor(
         model.config, data_args, checkpoint=resume or model_args.model_name_or_path,
-        default_scaling="dataset_range", statistics_samples=statistics_samples,
+        default_scaling="dataset_range", statistics_samples=statistics_samples(data_args, records),
     )  # fmt: skip
     data = build_datasets(
         data_args, processor, seed=training_args.seed, with_labels=False,

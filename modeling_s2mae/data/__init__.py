@@ -8,12 +8,23 @@
 - `samples`: the one data seam: the typed `RasterRecord` builders make and the `Sample` every source yields.
 - `transforms`: `SampleTransform`, the one path from a `Sample` to model inputs (processor, augmentation,
   nodata-robust sampling), for local files and streamed rows alike.
+- `majortom`: Major-TOM Core-S2L2A / Core-S2L1C rows (`load_majortom`, `decode_majortom_row`, `majortom_samples`).
+- `benv2`: `BigEarthNetV2` reads the BigEarthNet v2 (reBEN) LMDB + metadata.parquet release as `Sample`s.
 - `statistics`: `compute_band_statistics` -> `BandStatistics`, dataset-level per-band ranges for the processor's
   "dataset_range" scaling.
 - `sources`: folder-layout detection (`detect_layout`) and `collect_records` of folders and scenes.
 - `training`: `SampleDataset` (map-style), `stream_model_inputs` (streamed), `split_records` and `PixelCollator`.
 """
 
+from .benv2 import (
+    BIGEARTHNET_V2_BAND_SHAPES,
+    BIGEARTHNET_V2_BANDS,
+    BIGEARTHNET_V2_PATCH_SIZE,
+    BIGEARTHNET_V2_SPLITS,
+    BigEarthNetV2,
+    BigEarthNetV2Error,
+    bigearthnet_v2_multi_hot,
+)
 from .builders import (
     BIGEARTHNET_19_CLASSES,
     BIGEARTHNET_43_CLASSES,
@@ -40,6 +51,16 @@ from .hub_format import (
     row_to_sample,
     to_model_inputs,
     write_hub_dataset,
+)
+from .majortom import (
+    CORE_S2L1C_BANDS,
+    CORE_S2L2A_BANDS,
+    MajorTOMSamples,
+    MajorTOMStats,
+    decode_majortom_row,
+    load_majortom,
+    majortom_cloud_mask,
+    majortom_samples,
 )
 from .raster import (
     EUROSAT_MS_BANDS,
@@ -70,6 +91,21 @@ from .training import PixelCollator, SampleDataset, collate_pixels, split_record
 from .transforms import DEFAULT_MIN_VALID_FRACTION, SampleTransform, SkipCounter, valid_pixel_mask
 
 __all__ = [
+    "BIGEARTHNET_V2_BAND_SHAPES",
+    "BIGEARTHNET_V2_BANDS",
+    "BIGEARTHNET_V2_PATCH_SIZE",
+    "BIGEARTHNET_V2_SPLITS",
+    "BigEarthNetV2",
+    "BigEarthNetV2Error",
+    "CORE_S2L1C_BANDS",
+    "CORE_S2L2A_BANDS",
+    "MajorTOMSamples",
+    "MajorTOMStats",
+    "bigearthnet_v2_multi_hot",
+    "decode_majortom_row",
+    "load_majortom",
+    "majortom_cloud_mask",
+    "majortom_samples",
     "DEFAULT_ROWS_PER_SHARD",
     "FORMAT_NAME",
     "LabelInfo",

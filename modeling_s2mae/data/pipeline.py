@@ -63,6 +63,17 @@ class SpectralDataArguments:
     dataset_name: str | None = field(
         default=None, metadata={"help": "A dataset in the s2mae Hub format (repo id or local folder), streamed."}
     )
+    dataset_format: str = field(
+        default="s2mae",
+        metadata={"help": "Format of --dataset_name: s2mae (this project's parquet) or majortom (Major-TOM Core-S2)."},
+    )
+    max_cloud_fraction: float | None = field(
+        default=None, metadata={"help": "Major-TOM: drop tiles whose cloud mask covers more than this share."}
+    )
+    benv2_lmdb: str | None = field(default=None, metadata={"help": "BigEarthNet v2 (reBEN): the LMDB folder."})
+    benv2_metadata: list[str] | None = field(
+        default=None, metadata={"help": "BigEarthNet v2: metadata.parquet (and the snow/cloud metadata file)."}
+    )
     dataset_train_split: str = field(default="train")
     dataset_eval_split: str | None = field(default=None, metadata={"help": "Evaluation split of --dataset_name."})
     input_band_names: list[str] | None = field(
@@ -112,8 +123,16 @@ class SpectralDataArguments:
 
     def __post_init__(self) -> None:
         local = bool(self.train_dir or self.scene_paths)
-        if local and self.dataset_name:
-            raise ValueError("Give local data (--train_dir / --scene_paths) or --dataset_name, not both.")
+        if sum((local, bool(self.dataset_name), bool(self.benv2_lmdb))) > 1:
+            raise ValueError(
+                "Give one kind of data: --train_dir / --scene_paths, --dataset_name or --benv2_lmdb, not both."
+            )
+        if bool(self.benv2_lmdb) != bool(self.benv2_metadata):
+            raise ValueError("--benv2_lmdb and --benv2_metadata go together (the LMDB folder and metadata.parquet).")
+        if self.dataset_format not in ("s2mae", "majortom"):
+            raise ValueError(f"--dataset_format must be s2mae or majortom, got {self.dataset_format!r}.")
+        if self.dataset_format == "majortom" and self.tile_size is None:
+            raise ValueError("--dataset_format majortom needs --tile_size (its grid cells are 1068 px wide).")
         if self.validation_dir and not local:
             raise ValueError("--validation_dir goes with --train_dir / --scene_paths.")
         if not 0.0 <= self.validation_fraction < 1.0:
@@ -132,7 +151,7 @@ class SpectralDataArguments:
 
     @property
     def has_source(self) -> bool:
-        return bool(self.train_dir or self.scene_paths or self.dataset_name)
+        return bool(self.train_dir or self.scene_paths or self.dataset_name or self.benv2_lmdb)
 
 
 @dataclass
@@ -319,8 +338,14 @@ def build_datasets(
         model_bands: The bands the model reads: local files lacking one fail before training.
     """
     train_transform, eval_transform = make_transforms(processor, args, with_labels=with_labels, with_ids=with_ids)
+    if args.dataset_name and args.dataset_format == "majortom":
+        if with_labels:
+            raise ValueError("Major-TOM has no labels: use it for pretraining.")
+        return _majortom(args, train_transform, eval_transform, with_ids)
     if args.dataset_name:
         return _streamed(args, train_transform, eval_transform, with_labels, with_ids)
+    if args.benv2_lmdb:
+        return _benv2(args, train_transform, eval_transform)
     found, train, evaluation = records or local_training_records(args, seed, with_labels, model_bands)
     problem_type = None
     if with_labels:
@@ -384,12 +409,102 @@ def _streamed(
     )
 
 
-def streamed_statistics_samples(args: SpectralDataArguments) -> Any:
-    """The first `--statistics_max_samples` rows of a streamed dataset, decoded (for `build_processor`)."""
+def _benv2_split(args: SpectralDataArguments, split: str | None) -> Any:
+    from .benv2 import BigEarthNetV2
+
+    return BigEarthNetV2(args.benv2_lmdb, args.benv2_metadata, split=split)
+
+
+def _benv2(
+    args: SpectralDataArguments, train_transform: SampleTransform, eval_transform: SampleTransform
+) -> TrainingData:
+    """BigEarthNet v2 splits (map-style sequences of `Sample`s, 19-class multi-label)."""
+    train = _benv2_split(args, args.dataset_train_split)
+    evaluation = _benv2_split(args, args.dataset_eval_split) if args.dataset_eval_split else None
+    limit = lambda dataset, count: dataset if not count else [dataset[i] for i in range(min(count, len(dataset)))]  # noqa: E731
+    train_items, eval_items = (
+        limit(train, args.max_train_samples),
+        evaluation and limit(evaluation, args.max_eval_samples),
+    )
+    return TrainingData(
+        train=SampleDataset(train_items, train_transform),
+        evaluation=SampleDataset(eval_items, eval_transform) if eval_items else None,
+        train_transform=train_transform,
+        eval_transform=eval_transform,
+        problem_type=MULTI_LABEL,
+        class_names=list(train.classes),
+        num_train=len(train_items),
+        num_eval=len(eval_items) if eval_items else 0,
+    )
+
+
+def _majortom_samples(args: SpectralDataArguments, row: dict[str, Any]) -> list[Any]:
+    from .majortom import majortom_samples
+
+    return list(
+        majortom_samples(
+            [row], tile_size=args.tile_size, stride=args.tile_stride, max_cloud_fraction=args.max_cloud_fraction,
+            min_valid_fraction=args.min_valid_fraction, skip_bad_rows=args.skip_bad_files,
+        )
+    )  # fmt: skip
+
+
+def _majortom(
+    args: SpectralDataArguments, train_transform: SampleTransform, eval_transform: SampleTransform, with_ids: bool
+) -> TrainingData:
+    """Major-TOM rows streamed and cut into tiles, through the same transforms."""
+    from datasets import Array2D, Array3D, Features, Value
+
+    from .majortom import load_majortom
+    from .training import stream_model_inputs
+
+    bands, size = len(train_transform.processor.band_names), train_transform.processor.size
+    features = {
+        "pixel_values": Array3D(shape=(bands, size, size), dtype="float32"),
+        "pixel_mask": Array2D(shape=(size, size), dtype="int64"),
+    }
+
+    def load(split: str, transform: SampleTransform, ids: bool, limit: int | None) -> Any:
+        dataset = load_majortom(args.dataset_name, split=split, streaming=True)
+        if limit:
+            dataset = dataset.take(limit)
+        output = Features({**features, **({"sample_id": Value("string")} if ids else {})})
+        return stream_model_inputs(dataset, transform, lambda row: _majortom_samples(args, row), output)
+
+    train = load(args.dataset_train_split, train_transform, with_ids, args.max_train_samples)
+    evaluation = (
+        load(args.dataset_eval_split, eval_transform, False, args.max_eval_samples)
+        if args.dataset_eval_split
+        else None
+    )
+    return TrainingData(
+        train=train, evaluation=evaluation, train_transform=train_transform, eval_transform=eval_transform
+    )
+
+
+def statistics_samples(args: SpectralDataArguments, records: tuple[RecordSet, list, list] | None = None) -> Any:
+    """Training samples for `build_processor`'s statistics, read lazily (nothing is read unless they are needed).
+
+    Args:
+        args: The data arguments (the source).
+        records: Local records from `local_training_records` (their training part is used).
+    """
     from .hub_format import decode_row
 
-    dataset = load_spectral_dataset(args.dataset_name, split=args.dataset_train_split, streaming=True)
-    return (decode_row(row) for row in dataset.take(args.statistics_max_samples))
+    if records is not None:
+        yield from (record_to_sample(record) for record in records[1][: args.statistics_max_samples])
+    elif args.benv2_lmdb:
+        train = _benv2_split(args, args.dataset_train_split)
+        yield from (train[i] for i in range(min(len(train), args.statistics_max_samples)))
+    elif args.dataset_format == "majortom":
+        from .majortom import load_majortom
+
+        rows = load_majortom(args.dataset_name, split=args.dataset_train_split, streaming=True)
+        for row in rows.take(max(1, args.statistics_max_samples // 16)):
+            yield from _majortom_samples(args, row)
+    else:
+        dataset = load_spectral_dataset(args.dataset_name, split=args.dataset_train_split, streaming=True)
+        yield from (decode_row(row) for row in dataset.take(args.statistics_max_samples))
 
 
 __all__ = [
@@ -401,5 +516,5 @@ __all__ = [
     "check_record_bands",
     "local_training_records",
     "make_transforms",
-    "streamed_statistics_samples",
+    "statistics_samples",
 ]
