@@ -14,7 +14,7 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=["modeling_s2mae", "modeling_s2mae.*", "conversion", "conversion.*"]),
+    packages=find_packages(include=["modeling_s2mae", "modeling_s2mae.*"]),
     package_data={"modeling_s2mae": ["py.typed", "templates/*.md"]},
     install_requires=[
         "torch>=2.5,<2.14",

@@ -1,5 +1,1 @@
-"""Converters from foreign checkpoint formats to S2MAE Transformers folders, each with a parity check.
-
-- `convert_original_to_hf`: the original (SpectralGPT-layout) .pth checkpoints, checked against
-  `original_reference`, a functional implementation of that architecture.
-"""
+"""Command-line converters from foreign checkpoint formats; the logic lives in `modeling_s2mae.conversion`."""

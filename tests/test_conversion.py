@@ -1,29 +1,36 @@
-"""Conversion of original-format checkpoints (conversion/convert_original_to_hf.py) and its reference."""
+"""Conversion of original-format checkpoints: the `modeling_s2mae.conversion` API and the command-line script."""
 
 import argparse
 import collections
 import json
+import os
+import runpy
+import struct
+import subprocess
+import sys
+import types
+import zipfile
+from pathlib import Path
 
+import huggingface_hub
 import pytest
 import torch
 from transformers import AutoImageProcessor, AutoModel, AutoModelForImageClassification, AutoModelForPreTraining
 
 import modeling_s2mae  # importing registers the Auto classes
-from conversion import original_reference as reference
-from conversion.convert_original_to_hf import (
-    ConversionError,
+from modeling_s2mae import S2MAEConfig, S2MAEForImageClassification
+from modeling_s2mae.conversion import ConversionError, convert_checkpoint, original_reference
+from modeling_s2mae.conversion.original import (
     build_model,
     compare_with_reference,
-    convert_checkpoint,
     detect_kind,
     infer_config,
     load_original_checkpoint,
-    main,
-    map_original_key,
-    map_state_dict,
-    original_key_for,
+    map_key,
 )
-from modeling_s2mae import S2MAEConfig, S2MAEForImageClassification
+from modeling_s2mae.hub import remote_code_files
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 torch.set_num_threads(2)
 
@@ -121,16 +128,12 @@ def save_like_training_loop(path, state_dict, module_prefix=False, **extra):
     return path
 
 
-def quiet(_message):
-    """Logger that drops the converter's progress lines."""
-
-
 @pytest.fixture(scope="module")
 def vit_b_conversion(tmp_path_factory):
     """The ViT-B-shaped pretraining checkpoint, converted once for the module."""
     folder = tmp_path_factory.mktemp("vit_b")
     path = save_like_training_loop(folder / "checkpoint-3.pth", original_state_dict(VIT_B_SHAPED))
-    result = convert_checkpoint(path, folder / "converted", preset="vit-b", parity_batch_size=1, log=quiet)
+    result = convert_checkpoint(path, folder / "converted", preset="vit-b", parity_batch_size=1)
     return result
 
 
@@ -157,10 +160,7 @@ def test_vit_b_shaped_checkpoint_converts_with_parity(vit_b_conversion):
     assert config.num_tokens == 1024 and config.mask_ratio == 0.9
     assert config.band_names == list(modeling_s2mae.SENTINEL2_BANDS)
     files = {item.name for item in result.output_dir.iterdir()}
-    modeling_files = {
-        "configuration_s2mae.py", "modeling_s2mae.py", "masking.py", "position_embeddings.py",
-        "image_processing_s2mae.py",
-    }  # fmt: skip
+    modeling_files = {path.name for path in remote_code_files()}
     assert files == {"config.json", "model.safetensors", "preprocessor_config.json", "README.md"} | modeling_files
     readme = (result.output_dir / "README.md").read_text()
     assert "checkpoint-3.pth" in readme and "reconstruction logits" in readme
@@ -202,17 +202,22 @@ def tiny_classifier(num_labels: int = 5) -> S2MAEForImageClassification:
     return S2MAEForImageClassification(config).eval()
 
 
-def test_key_mapping_covers_both_sides_and_round_trips():
+def test_key_maps_fill_each_model_exactly_and_one_to_one():
     pretraining = original_state_dict(TINY)
-    config = infer_config(pretraining, "pretraining", num_channels=6, log=quiet, **TINY_HEADS)
+    config = infer_config(pretraining, "pretraining", num_channels=6, **TINY_HEADS)
     models = {"pretraining": (pretraining, modeling_s2mae.S2MAEForPreTraining(config))}
     models["classifier"] = (original_state_dict(TINY, kind="classifier"), tiny_classifier())
     for kind, (state_dict, model) in models.items():
-        mapped = {key: map_original_key(key, kind) for key in state_dict}
-        assert set(mapped.values()) == set(model.state_dict()), (
-            f"{kind}: {set(mapped.values()) ^ set(model.state_dict())}"
-        )
-        assert all(original_key_for(name, kind) == key for key, name in mapped.items())
+        mapped = [map_key(key, kind) for key in state_dict]
+        assert len(set(mapped)) == len(mapped), kind
+        assert set(mapped) == set(model.state_dict()), f"{kind}: {set(mapped) ^ set(model.state_dict())}"
+    assert map_key("norm.weight", "pretraining") == "s2mae.layernorm.weight"
+    assert map_key("norm.weight", "classifier") == "s2mae.pooler.layernorm.weight"
+    assert (
+        map_key("decoder_blocks.3.attn.proj.bias", "pretraining")
+        == "decoder.decoder_layers.layers.3.attention.o_proj.bias"
+    )
+    assert map_key("blocks.0.attn.relative_position_bias", "pretraining") == "blocks.0.attn.relative_position_bias"
 
 
 @pytest.mark.parametrize("layout", ["training_loop", "module_prefix", "bare_state_dict", "bare_ordered_dict"])
@@ -226,7 +231,7 @@ def test_tiny_checkpoint_layouts_convert(tmp_path, layout):
     else:
         save_like_training_loop(path, state_dict, module_prefix=layout == "module_prefix")
     result = convert_checkpoint(
-        path, tmp_path / "out", band_names=["B02", "B03", "B04", "B08", "B11", "B12"], log=quiet, **TINY_HEADS
+        path, tmp_path / "out", band_names=["B02", "B03", "B04", "B08", "B11", "B12"], **TINY_HEADS
     )
     assert all(value < TOLERANCE for value in result.max_abs_differences.values()), result.max_abs_differences
     assert result.config.band_names == ["B02", "B03", "B04", "B08", "B11", "B12"]
@@ -239,7 +244,7 @@ def test_tiny_checkpoint_layouts_convert(tmp_path, layout):
 def test_half_precision_checkpoint_is_saved_in_its_dtype(tmp_path):
     state_dict = {key: value.half() for key, value in original_state_dict(TINY).items()}
     path = save_like_training_loop(tmp_path / "half.pth", state_dict)
-    result = convert_checkpoint(path, tmp_path / "out", num_channels=6, log=quiet, **TINY_HEADS)
+    result = convert_checkpoint(path, tmp_path / "out", num_channels=6, **TINY_HEADS)
     reloaded = AutoModelForPreTraining.from_pretrained(tmp_path / "out")
     assert reloaded.dtype == torch.float16
     weight = reloaded.s2mae.embeddings.cube_embeddings.projection.weight
@@ -250,11 +255,7 @@ def test_half_precision_checkpoint_is_saved_in_its_dtype(tmp_path):
 def test_classifier_mapping_matches_the_reference_once_the_token_layernorm_is_dropped():
     """The classifier key mapping and reference agree with our model once `s2mae.layernorm` is gone."""
     state_dict = original_state_dict(TINY, kind="classifier", num_labels=5)
-    model = tiny_classifier(num_labels=5)
-    converted = map_state_dict(
-        state_dict, "classifier", {name: value.shape for name, value in model.state_dict().items()}
-    )
-    model.load_state_dict(converted, strict=True)
+    model = build_model(state_dict, tiny_classifier(num_labels=5).config, "classifier")
     differences = compare_with_reference(model, state_dict, "classifier")
     assert differences["classifier logits"] < TOLERANCE, differences
 
@@ -263,7 +264,7 @@ def test_classifier_checkpoint_converts_with_logit_parity(tmp_path):
     path = save_like_training_loop(
         tmp_path / "eurosat.pth", original_state_dict(TINY, kind="classifier", num_labels=5)
     )
-    result = convert_checkpoint(path, tmp_path / "out", num_channels=6, num_heads=4, log=quiet)
+    result = convert_checkpoint(path, tmp_path / "out", num_channels=6, num_heads=4)
     assert result.kind == "classifier"
     assert result.max_abs_differences["classifier logits"] < TOLERANCE, result.max_abs_differences
     config = result.config
@@ -278,7 +279,7 @@ def test_classifier_needs_the_band_count_or_image_size():
     state_dict = original_state_dict(TINY, kind="classifier")
     assert detect_kind(state_dict) == "classifier"
     with pytest.raises(ConversionError, match="--num-channels or --image-size.*6 bands at 32 px"):
-        infer_config(state_dict, "classifier", num_heads=4, log=quiet)
+        infer_config(state_dict, "classifier", num_heads=4)
 
 
 @pytest.mark.parametrize(
@@ -287,7 +288,7 @@ def test_classifier_needs_the_band_count_or_image_size():
 def test_non_allow_listed_object_is_refused(tmp_path, intruder):
     path = save_like_training_loop(tmp_path / "unsafe.pth", original_state_dict(TINY), trainer_state=intruder)
     with pytest.raises(ConversionError, match=f"{type(intruder).__name__}, which is not allow-listed"):
-        convert_checkpoint(path, tmp_path / "out", num_channels=6, log=quiet, **TINY_HEADS)
+        convert_checkpoint(path, tmp_path / "out", num_channels=6, **TINY_HEADS)
     assert_nothing_written(tmp_path / "out")
 
 
@@ -310,8 +311,44 @@ def test_unreadable_files_are_refused(tmp_path, damage):
     else:
         path.unlink()
     with pytest.raises(ConversionError, match="not a readable PyTorch checkpoint|does not exist"):
-        convert_checkpoint(path, tmp_path / "out", num_channels=6, log=quiet, **TINY_HEADS)
+        convert_checkpoint(path, tmp_path / "out", num_channels=6, **TINY_HEADS)
     assert_nothing_written(tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    "bogus",
+    [
+        torch.zeros(1).expand(1_000_000, 1_000_000),  # stride 0: 4 TB once materialised
+        torch.zeros(1999).as_strided((1000, 1000), (1, 1)),  # overlapping rows: 1e6 elements over 1999 stored
+        torch.zeros(1, 1, 32).expand(1, 16, 32),  # small, but still an expanded view
+    ],
+    ids=["expanded_huge", "overlapping", "expanded_small"],
+)
+def test_tensor_claiming_more_than_its_storage_is_refused(tmp_path, bogus):
+    state_dict = original_state_dict(TINY)
+    state_dict["pos_embed_spatial"] = bogus
+    path = save_like_training_loop(tmp_path / "expanded.pth", state_dict)
+    with pytest.raises(
+        ConversionError, match=r"tensor 'pos_embed_spatial' of shape .* claims \d+ bytes but its storage"
+    ):
+        convert_checkpoint(path, tmp_path / "out", num_channels=6, **TINY_HEADS)
+    assert_nothing_written(tmp_path / "out")
+
+
+def test_shape_larger_than_the_stored_data_is_refused(tmp_path):
+    """A .pth whose pickled size (2, 60000) exceeds the 2 x 777 floats stored: torch refuses to grow the storage."""
+    path = tmp_path / "lying.pth"
+    torch.save({"model": {"patch_embed.proj.weight": torch.ones(2, 777)}}, tmp_path / "honest.pth")
+    with zipfile.ZipFile(tmp_path / "honest.pth") as source, zipfile.ZipFile(path, "w") as target:
+        for info in source.infolist():
+            data = source.read(info.filename)
+            if info.filename.endswith("data.pkl"):
+                claimed = b"K\x02M" + struct.pack("<H", 60000) + b"\x86"  # the size tuple (2, 60000)
+                data = data.replace(b"K\x02M" + struct.pack("<H", 777) + b"\x86", claimed, 1)
+                assert claimed in data
+            target.writestr(info, data)
+    with pytest.raises(ConversionError, match="shape claims more data than its storage holds"):
+        load_original_checkpoint(path)
 
 
 @pytest.mark.parametrize(
@@ -322,7 +359,7 @@ def test_unreadable_files_are_refused(tmp_path, damage):
 def test_band_count_disagreement_is_refused(tmp_path, flags):
     path = save_like_training_loop(tmp_path / "tiny.pth", original_state_dict(TINY))
     with pytest.raises(ConversionError, match="covers 6 bands"):
-        convert_checkpoint(path, tmp_path / "out", log=quiet, **TINY_HEADS, **flags)
+        convert_checkpoint(path, tmp_path / "out", **TINY_HEADS, **flags)
     assert_nothing_written(tmp_path / "out")
 
 
@@ -332,57 +369,114 @@ def test_incomplete_state_dict_is_refused_listing_the_key(tmp_path):
     state_dict["blocks.0.attn.relative_position_bias"] = torch.zeros(3)
     path = save_like_training_loop(tmp_path / "tiny.pth", state_dict)
     with pytest.raises(ConversionError) as raised:
-        convert_checkpoint(path, tmp_path / "out", num_channels=6, log=quiet, **TINY_HEADS)
+        convert_checkpoint(path, tmp_path / "out", num_channels=6, **TINY_HEADS)
     message = str(raised.value)
-    assert "s2mae.encoder.layers.1.attention.k_proj.bias (from original blocks.1.attn.k.bias)" in message
-    assert "original keys not used: blocks.0.attn.relative_position_bias" in message
+    assert 'Missing key(s) in state_dict: "s2mae.encoder.layers.1.attention.k_proj.bias"' in message
+    assert 'Unexpected key(s) in state_dict: "blocks.0.attn.relative_position_bias"' in message
     assert_nothing_written(tmp_path / "out")
 
 
 def test_shape_mismatch_is_refused(tmp_path):
     state_dict = original_state_dict(TINY)
     state_dict["blocks.1.mlp.fc2.bias"] = torch.zeros(31)
-    with pytest.raises(ConversionError, match=r"shape mismatches: blocks.1.mlp.fc2.bias \(31,\)"):
-        config = infer_config(state_dict, "pretraining", num_channels=6, log=quiet, **TINY_HEADS)
+    with pytest.raises(ConversionError, match=r"size mismatch for s2mae.encoder.layers.1.mlp.fc2.bias: .*\[31\]"):
+        config = infer_config(state_dict, "pretraining", num_channels=6, **TINY_HEADS)
         build_model(state_dict, config, "pretraining")
 
 
 def test_parity_failure_writes_nothing(tmp_path, monkeypatch):
     path = save_like_training_loop(tmp_path / "tiny.pth", original_state_dict(TINY))
-    decode = reference.decode
-    monkeypatch.setattr(reference, "decode", lambda *args: decode(*args) + 1e-3)
+    decode = original_reference.decode
+    monkeypatch.setattr(original_reference, "decode", lambda *args: decode(*args) + 1e-3)
     with pytest.raises(ConversionError, match="Parity check failed.*reconstruction logits"):
-        convert_checkpoint(path, tmp_path / "out", num_channels=6, log=quiet, **TINY_HEADS)
+        convert_checkpoint(path, tmp_path / "out", num_channels=6, **TINY_HEADS)
     assert_nothing_written(tmp_path / "out")
 
 
 def test_heads_must_be_given_and_preset_must_match(tmp_path):
     state_dict = original_state_dict(TINY)
     with pytest.raises(ConversionError, match="--preset .* or --num-heads"):
-        infer_config(state_dict, "pretraining", log=quiet)
-    with pytest.raises(ConversionError, match="'vit-b' is 768 wide but the checkpoint is 32 wide"):
-        infer_config(state_dict, "pretraining", preset="vit-b", log=quiet)
+        infer_config(state_dict, "pretraining")
+    with pytest.raises(
+        ConversionError, match="'vit-b' .width 768, 12 heads.*disagrees with the checkpoint's width 32"
+    ):
+        infer_config(state_dict, "pretraining", preset="vit-b")
 
 
-def test_cli_converts_and_reports_errors(tmp_path, capsys):
+def test_push_to_hub_uploads_the_written_folder(tmp_path, monkeypatch):
+    calls = []
+
+    class FakeHfApi:
+        def create_repo(self, repo_id, **kwargs):
+            calls.append(("create_repo", repo_id, kwargs))
+
+        def upload_folder(self, **kwargs):
+            calls.append(
+                (
+                    "upload_folder",
+                    kwargs["repo_id"],
+                    sorted(path.name for path in Path(kwargs["folder_path"]).iterdir()),
+                )
+            )
+            return types.SimpleNamespace(commit_url="https://huggingface.co/org/tiny/commit/1")
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHfApi)
+    path = save_like_training_loop(tmp_path / "tiny.pth", original_state_dict(TINY))
+    with pytest.raises(ConversionError, match="push_to_hub needs an output_dir"):
+        convert_checkpoint(path, num_channels=6, push_to_hub="org/tiny", **TINY_HEADS)
+    lines = []
+    convert_checkpoint(
+        path, tmp_path / "out", num_channels=6, push_to_hub="org/tiny", private=True, log=lines.append, **TINY_HEADS
+    )
+    assert calls[0] == ("create_repo", "org/tiny", {"repo_type": "model", "private": True, "exist_ok": True})
+    assert calls[1][:2] == ("upload_folder", "org/tiny") and "model.safetensors" in calls[1][2]
+    assert lines[-1] == "Uploaded to https://huggingface.co/org/tiny/commit/1"
+    assert "org/tiny" in (tmp_path / "out" / "README.md").read_text()  # the card's quick start loads the repo id
+
+
+def test_conversion_code_is_not_shipped_as_remote_code():
+    package = Path(modeling_s2mae.__file__).parent
+    assert {path.parent for path in remote_code_files()} == {package}
+
+
+def test_cli_module_converts_and_refuses_a_non_empty_folder(tmp_path, monkeypatch, capsys):
+    """`python -m conversion.convert_original_to_hf`, run in this process."""
     path = save_like_training_loop(tmp_path / "tiny.pth", original_state_dict(TINY))
     out = tmp_path / "out"
-    assert main([str(path), str(out), "--num-heads", "4", "--decoder-num-heads", "4", "--num-channels", "6"]) == 0
-    printed = capsys.readouterr().out
-    assert "max abs difference, reconstruction logits" in printed and (out / "model.safetensors").is_file()
-    # a second run into the now non-empty folder needs --overwrite
-    assert main([str(path), str(out), "--num-heads", "4", "--decoder-num-heads", "4"]) == 1
-    assert "not empty; pass --overwrite" in capsys.readouterr().err
-    assert main([str(path), str(out), "--num-heads", "4", "--decoder-num-heads", "4", "--overwrite"]) == 0
+    flags = ["--num-heads", "4", "--decoder-num-heads", "4", "--num-channels", "6"]
+    for expected_code in (0, 1):
+        monkeypatch.setattr(sys, "argv", ["convert_original_to_hf", str(path), str(out), *flags])
+        with pytest.raises(SystemExit) as exited:
+            runpy.run_module("conversion.convert_original_to_hf", run_name="__main__")
+        assert exited.value.code == expected_code
+    printed = capsys.readouterr()
+    assert "max abs difference, reconstruction logits" in printed.out and (out / "model.safetensors").is_file()
+    assert "error: Output folder" in printed.err and "not empty; pass --overwrite" in printed.err
+
+
+@pytest.mark.slow
+def test_cli_script_in_a_fresh_process(tmp_path):
+    """`python conversion/convert_original_to_hf.py ...` as a user runs it (about 7 s of CPU, mostly imports)."""
+    path = save_like_training_loop(tmp_path / "tiny.pth", original_state_dict(TINY))
+    out = tmp_path / "out"
+    command = [sys.executable, "conversion/convert_original_to_hf.py", str(path), str(out), "--num-heads", "4"]
+    command += ["--decoder-num-heads", "4", "--band-names", "B02", "B03", "B04", "B08", "B11", "B12"]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    converted = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert converted.returncode == 0, converted.stderr
+    assert "max abs difference, reconstruction logits" in converted.stdout
+    assert json.loads((out / "config.json").read_text())["band_names"] == ["B02", "B03", "B04", "B08", "B11", "B12"]
 
 
 def test_reference_position_table_and_masking_follow_the_documented_order():
     spatial = torch.arange(3.0).reshape(1, 3, 1)
     temporal = 10 * torch.arange(2.0).reshape(1, 2, 1)
-    table = reference.separable_position_table(spatial, temporal)  # token g * 3 + i -> spatial[i] + temporal[g]
+    table = original_reference.separable_position_table(
+        spatial, temporal
+    )  # token g * 3 + i -> spatial[i] + temporal[g]
     assert table.flatten().tolist() == [0.0, 1.0, 2.0, 10.0, 11.0, 12.0]
     tokens = torch.arange(5.0).reshape(1, 5, 1)
-    kept, mask, ids_restore = reference.random_masking(tokens, torch.tensor([[0.5, 0.1, 0.9, 0.3, 0.7]]), 0.6)
+    kept, mask, ids_restore = original_reference.random_masking(tokens, torch.tensor([[0.5, 0.1, 0.9, 0.3, 0.7]]), 0.6)
     assert kept.flatten().tolist() == [1.0, 3.0]  # int(5 * 0.4) = 2 lowest-noise tokens, in noise order
     assert mask.tolist() == [[1.0, 0.0, 1.0, 0.0, 1.0]]
     assert ids_restore.shape == (1, 5)

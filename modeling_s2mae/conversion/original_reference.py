@@ -18,6 +18,7 @@ Original architecture, as documented:
 - classifier: blocks, mean over tokens 1..L-1 (the first cube token is left out), `norm`, `head`.
 """
 
+import re
 from dataclasses import dataclass
 
 import torch
@@ -137,8 +138,8 @@ def block(state_dict: StateDict, prefix: str, hidden: torch.Tensor, num_heads: i
 
 def block_indices(state_dict: StateDict, stack: str) -> list[int]:
     """Sorted indices i of the `{stack}.{i}.*` keys (e.g. stack "blocks" or "decoder_blocks")."""
-    prefix = f"{stack}."
-    return sorted({int(key[len(prefix) :].split(".")[0]) for key in state_dict if key.startswith(prefix)})
+    pattern = re.compile(rf"{re.escape(stack)}\.(\d+)\.")
+    return sorted({int(found.group(1)) for key in state_dict if (found := pattern.match(key))})
 
 
 def run_blocks(state_dict: StateDict, stack: str, hidden: torch.Tensor, num_heads: int, eps: float) -> torch.Tensor:
@@ -212,6 +213,7 @@ def classifier_logits(state_dict: StateDict, pixel_values: torch.Tensor, setting
 __all__ = [
     "ReferenceEncoding",
     "ReferenceSettings",
+    "block_indices",
     "classifier_logits",
     "cube_embed",
     "decode",
