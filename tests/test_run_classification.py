@@ -166,9 +166,9 @@ def fails(match: str, *args: str | Path) -> None:
 
 
 def test_empty_folder(tmp_path: Path) -> None:
-    fails("no tile found", "--train_dir", tmp_path, "--output_dir", tmp_path / "out")
+    fails("holds no raster file", "--train_dir", tmp_path, "--output_dir", tmp_path / "out")
     (tmp_path / "Forest").mkdir()
-    fails("no tile found", "--train_dir", tmp_path, "--output_dir", tmp_path / "out")
+    fails("holds no raster file", "--train_dir", tmp_path, "--output_dir", tmp_path / "out")
     fails("no such folder", "--train_dir", tmp_path / "missing", "--output_dir", tmp_path / "out")
 
 

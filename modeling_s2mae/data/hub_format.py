@@ -83,6 +83,9 @@ MAX_ROWS_PER_ROW_GROUP = 100
 MAX_BYTES_PER_ROW_GROUP = 64 * 2**20
 """A row group is also closed once its GeoTIFF bytes reach this size (hyperspectral cubes are large)."""
 
+MAX_DECODED_BYTES = 512 * 2**20
+"""A row whose GeoTIFF decodes to more than this is refused (a small compressed row can claim gigabytes)."""
+
 BASE_COLUMNS: tuple[str, ...] = ("id", "image", "band_names", "nodata", "crs", "transform")
 """Columns every dataset of this format has."""
 
@@ -246,7 +249,14 @@ def decode_row(row: Mapping[str, Any]) -> RasterSample:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with MemoryFile(bytes(data)) as memory_file, memory_file.open() as dataset:
+            with MemoryFile(bytes(data)) as memory_file, memory_file.open(driver="GTiff") as dataset:
+                decoded = dataset.count * dataset.height * dataset.width * np.dtype(dataset.dtypes[0]).itemsize
+                if decoded > MAX_DECODED_BYTES:
+                    raise RasterReadError(
+                        f"Row {row_id!r}: its GeoTIFF ({len(data)} bytes) would decode to {decoded / 2**20:.0f} MiB "
+                        f"({dataset.count} x {dataset.height} x {dataset.width}), over the {MAX_DECODED_BYTES >> 20} MiB "
+                        "limit for one row; the row is hostile or corrupt."
+                    )
                 array = dataset.read()
                 descriptions = list(dataset.descriptions)
                 nodata, transform, crs = dataset.nodata, dataset.transform, dataset.crs

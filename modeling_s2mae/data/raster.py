@@ -48,8 +48,12 @@ logger = logging.getLogger(__name__)
 PathLike = str | os.PathLike[str]
 RasterSource = PathLike | Sequence[PathLike]
 
-RASTER_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".jp2", ".vrt")
+RASTER_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".jp2", ".img", ".dat", ".bsq", ".bil", ".bip")
 """File suffixes taken as rasters when a folder is given as a source (other files, e.g. JSON, are ignored)."""
+
+ALLOWED_DRIVERS: tuple[str, ...] = ("GTiff", "JP2OpenJPEG", "ENVI")
+"""The only GDAL drivers a file is opened with: GeoTIFF (and COG), JPEG2000, ENVI. Never VRT or any other format
+that can point at other files or URLs: a file's bytes choose nothing but pixels."""
 
 SIDECAR_SUFFIX = ".bands.json"
 """A file `<raster file name>.bands.json` next to a raster, holding `{"band_names": [...]}`, names its bands."""
@@ -206,17 +210,31 @@ def expand_source(source: RasterSource) -> list[Path]:
     return paths
 
 
+def _check_local_path(path: Path) -> None:
+    """Refuse GDAL virtual file systems and URLs: a source is a local file, read as itself."""
+    text = str(path)
+    if text.startswith("/vsi") or "://" in text:
+        raise RasterReadError(
+            f"{text}: GDAL virtual file systems and URLs are not read; download the file and give its local path."
+        )
+
+
 def _open(path: Path) -> DatasetReader:
-    """Open a raster, turning GDAL's errors into a `RasterReadError` that names the file."""
+    """Open a raster with one of `ALLOWED_DRIVERS`, turning GDAL's errors into a `RasterReadError` naming the file."""
+    _check_local_path(path)
     if not path.exists():
         raise RasterNotFoundError(f"{path}: no such file.")
-    try:
-        return rasterio.open(path)
-    except RasterioError as error:
-        raise RasterReadError(
-            f"{path} could not be opened as a raster ({error}). Expected a GeoTIFF, JPEG2000 or other GDAL raster; "
-            "the file may be of another kind, truncated or corrupt."
-        ) from error
+    errors = []
+    for driver in ALLOWED_DRIVERS:
+        try:
+            return rasterio.open(path, driver=driver)
+        except RasterioError as error:
+            errors.append(f"{driver}: {error}")
+    raise RasterReadError(
+        f"{path} could not be opened as a raster with the allowed drivers {list(ALLOWED_DRIVERS)} ({errors[0]}). "
+        "Expected a GeoTIFF, JPEG2000 or ENVI file; the file may be of another kind (VRT and other formats that "
+        "point at other files are refused), truncated or corrupt."
+    )
 
 
 def _read_error(path: str, error: Exception) -> RasterReadError:
@@ -762,6 +780,7 @@ def iter_tiles(
 
 
 __all__ = [
+    "ALLOWED_DRIVERS",
     "EUROSAT_MS_BANDS",
     "RASTER_SUFFIXES",
     "SENTINEL2_13_BANDS",
