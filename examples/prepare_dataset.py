@@ -13,6 +13,8 @@ Layouts of `--input_dir`:
   one scene of per-band files, each raster file in it one multi-band scene; when every raster file directly in
   `--input_dir` is named with a band token (`..._B04.tif`), `--input_dir` itself is one scene. With two scenes or
   more, the validation split takes whole scenes (neighbouring tiles are alike, so a tile split would leak).
+Without `--layout` the layout is detected (`modeling_s2mae.data.detect_layout`). The dataset is written to a staging
+folder beside `--output_dir` and swapped in at the end: a failure leaves an existing dataset as it was.
 
 Examples:
     python examples/prepare_dataset.py --input_dir sample_data/eurosat_ms --layout eurosat --output_dir eurosat_hub
@@ -23,23 +25,13 @@ Examples:
 """
 
 import logging
-import random
 import sys
-from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from transformers import HfArgumentParser
 
-from modeling_s2mae.data import (
-    RASTER_SUFFIXES,
-    RecordSet,
-    band_name_from_filename,
-    bigearthnet_folder,
-    eurosat_folder,
-    scene_tiles,
-)
+from modeling_s2mae.data import RecordSet, folder_records, split_records
 from modeling_s2mae.data.hub_format import DEFAULT_ROWS_PER_SHARD, push_hub_dataset, write_hub_dataset
 
 logger = logging.getLogger(__name__)
@@ -50,12 +42,14 @@ class PrepareDatasetArguments:
     """Command-line arguments of prepare_dataset.py."""
 
     input_dir: str = field(metadata={"help": "Folder of GeoTIFFs in the given --layout."})
-    layout: Literal["eurosat", "bigearthnet", "scenes"] = field(
-        metadata={"help": "eurosat (<class>/<tile>.tif), bigearthnet (<patch>/<patch>_<band>.tif) or scenes."}
-    )
     output_dir: str = field(metadata={"help": "Folder to write the dataset to (must be empty unless --overwrite)."})
+    layout: Literal["eurosat", "bigearthnet", "scenes"] | None = field(
+        default=None,
+        metadata={"help": "eurosat (<class>/<tile>.tif), bigearthnet (<patch>/<patch>_<band>.tif) or scenes."},
+    )
     tile_size: int | None = field(default=None, metadata={"help": "Tile side in pixels (scenes layout, required)."})
     stride: int | None = field(default=None, metadata={"help": "Step between tiles (scenes; default: tile_size)."})
+    nodata: float | None = field(default=None, metadata={"help": "Nodata of files that define none."})
     band_names: str | None = field(
         default=None,
         metadata={
@@ -86,75 +80,17 @@ class PrepareDatasetArguments:
             raise ValueError(f"--validation_fraction must be in [0, 1), got {self.validation_fraction}.")
         if self.layout == "scenes" and self.tile_size is None:
             raise ValueError("--layout scenes needs --tile_size (tile side in pixels).")
-        if self.layout != "scenes" and (self.tile_size is not None or self.stride is not None):
+        if self.layout not in (None, "scenes") and (self.tile_size is not None or self.stride is not None):
             raise ValueError(f"--tile_size and --stride apply to --layout scenes only, not {self.layout}.")
-
-
-def list_scenes(input_dir: Path) -> list[Path]:
-    """The scenes of a `scenes` input folder (see the module docstring)."""
-    rasters = sorted(p for p in input_dir.iterdir() if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES)
-    if rasters and all(band_name_from_filename(path) is not None for path in rasters):
-        return [input_dir]
-    folders = sorted(p for p in input_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
-    return rasters + folders
 
 
 def build_records(args: PrepareDatasetArguments) -> RecordSet:
     """List the samples of `--input_dir` with the builder of its layout."""
-    input_dir = Path(args.input_dir)
     band_names = [name.strip() for name in args.band_names.split(",")] if args.band_names else None
-    if args.layout == "eurosat":
-        options: dict[str, Any] = {"band_names": band_names} if band_names else {}
-        return eurosat_folder(input_dir, skip_bad_files=args.skip_bad_files, **options)
-    if args.layout == "bigearthnet":
-        if band_names:
-            raise ValueError("--band_names does not apply to bigearthnet: its bands are named by their file names.")
-        return bigearthnet_folder(input_dir, skip_bad_files=args.skip_bad_files)
-    if not input_dir.is_dir():
-        raise FileNotFoundError(f"{input_dir}: no such folder.")
-    scenes = list_scenes(input_dir)
-    if not scenes:
-        raise ValueError(f"{input_dir} holds no raster file or scene folder.")
-    return scene_tiles(scenes, args.tile_size, args.stride, band_names=band_names, skip_bad_files=args.skip_bad_files)
-
-
-def split_validation(
-    records: list[dict[str, Any]], fraction: float, seed: int, group_key: str | None
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Shuffle and split records into (train, validation).
-
-    `group_key` "label" stratifies by class (about `fraction` of each class); "scene" holds out whole scenes when
-    there are at least two; None splits the shuffled records.
-    """
-    rng = random.Random(seed)
-    records = list(records)
-    rng.shuffle(records)
-    if fraction == 0.0:
-        return records, []
-    groups: dict[Any, list[dict[str, Any]]] = defaultdict(list)
-    for record in records:
-        groups[record.get(group_key) if group_key else None].append(record)
-    validation: list[dict[str, Any]] = []
-    if group_key == "label":
-        for members in groups.values():
-            validation += members[: round(len(members) * fraction)]
-    elif group_key == "scene" and len(groups) >= 2:
-        scenes = sorted(groups, key=str)
-        rng.shuffle(scenes)
-        for scene in scenes[:-1]:
-            if len(validation) >= fraction * len(records):
-                break
-            validation += groups[scene]
-    else:
-        if group_key == "scene":
-            logger.warning("Only one scene: the validation tiles neighbour training tiles of the same scene.")
-        validation = records[: round(len(records) * fraction)]
-    if not validation and len(records) >= 2:
-        validation = records[:1]
-    held_out = {id(record) for record in validation}
-    train = [record for record in records if id(record) not in held_out]
-    rng.shuffle(validation)
-    return train, validation
+    return folder_records(
+        args.input_dir, layout=args.layout, tile_size=args.tile_size, tile_stride=args.stride,
+        band_names=band_names, nodata=args.nodata, skip_bad_files=args.skip_bad_files,
+    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -165,8 +101,9 @@ def main(argv: list[str] | None = None) -> None:
     found = build_records(args)
     if not found.records:
         raise ValueError(f"No sample found in {args.input_dir} (layout {args.layout}).")
-    group_key = {"eurosat": "label", "scenes": "scene"}.get(args.layout)
-    train, validation = split_validation(found.records, args.validation_fraction, args.seed, group_key)
+    by = "label" if found.classes and all("label" in r for r in found.records) else "random"
+    by = "scene" if all("scene" in r for r in found.records) else by
+    train, validation = split_records(found.records, args.validation_fraction, args.seed, by=by)
     splits = {"train": train, "validation": validation} if validation else {"train": train}
 
     written = write_hub_dataset(

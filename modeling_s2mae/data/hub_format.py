@@ -382,22 +382,40 @@ def _label_schema(
     return _LabelEncoder(problem_type, len(label_names)), label_names
 
 
-def _prepare_output_dir(output_dir: Path, overwrite: bool) -> None:
-    """Create `output_dir`; refuse a non-empty one unless `overwrite`, which removes `data/` and the card only."""
+def _prepare_output_dir(output_dir: Path, overwrite: bool) -> Path:
+    """Check `output_dir` and return an empty staging folder beside it, where the dataset is written first.
+
+    A non-empty `output_dir` is refused unless `overwrite`; nothing in it is touched until the new dataset is complete
+    (see `_swap_in`).
+    """
+    if output_dir.is_symlink():
+        raise FileExistsError(f"{output_dir} is a symbolic link; give the real folder to write into.")
     if output_dir.exists() and not output_dir.is_dir():
         raise FileExistsError(f"{output_dir} exists and is not a folder.")
-    if output_dir.exists() and any(output_dir.iterdir()):
-        if not overwrite:
-            raise FileExistsError(
-                f"{output_dir} is not empty; refusing to write a dataset into it. Choose an empty or new folder, or "
-                "pass overwrite=True (--overwrite) to replace the dataset there (its data/ folder and README.md)."
-            )
-        shutil.rmtree(output_dir / DATA_DIR, ignore_errors=True)
-        (output_dir / CARD_FILE).unlink(missing_ok=True)
-        kept = sorted(path.name for path in output_dir.iterdir())
-        if kept:
-            logger.warning("Overwriting the dataset in %s; keeping the other entries there: %s", output_dir, kept)
-    (output_dir / DATA_DIR).mkdir(parents=True, exist_ok=True)
+    if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
+        raise FileExistsError(
+            f"{output_dir} is not empty; refusing to write a dataset into it. Choose an empty or new folder, or "
+            "pass overwrite=True (--overwrite) to replace the dataset there (its data/ folder and README.md)."
+        )
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = output_dir.with_name(f".{output_dir.name}.writing-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / DATA_DIR).mkdir(parents=True)
+    return staging
+
+
+def _swap_in(staging: Path, output_dir: Path) -> None:
+    """Replace `output_dir`'s data/ and README.md by the staged ones, by renames (links are replaced, never followed)."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for name in (DATA_DIR, CARD_FILE):
+        old = output_dir / name
+        if old.is_symlink() or old.exists():
+            old.rename(staging / f"{name}.old")
+        (staging / name).rename(old)
+    kept = sorted(path.name for path in output_dir.iterdir() if path.name not in (DATA_DIR, CARD_FILE))
+    if kept:
+        logger.warning("Replaced the dataset in %s; kept the other entries there: %s", output_dir, kept)
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 @dataclass
@@ -526,8 +544,8 @@ def write_hub_dataset(
         label_names = next((list(items.classes) for items in splits.values() if getattr(items, "classes", None)), None)
 
     output_dir = Path(output_dir)
-    _prepare_output_dir(output_dir, overwrite)
-    data_dir = output_dir / DATA_DIR
+    staging = _prepare_output_dir(output_dir, overwrite)
+    data_dir = staging / DATA_DIR
     features = None
     encode_label: _LabelEncoder | None = None
     written: dict[str, WrittenSplit] = {}
@@ -557,17 +575,18 @@ def write_hub_dataset(
                 split_stats.add(sample, len(row["image"]))
             if writer is None:
                 raise ValueError(f"Split {split_name!r} has no item; leave it out instead.")
-            shards = writer.finish()
+            shards = [output_dir / DATA_DIR / path.name for path in writer.finish()]
             writer = None
             written[split_name] = WrittenSplit(split_name, split_stats.num_rows, shards)
             stats[split_name] = split_stats
             logger.info("Wrote split %r: %d rows in %d shard(s).", split_name, split_stats.num_rows, len(shards))
+        _write_card(staging, features, stats, encode_label.problem_type, label_names, description)
     except BaseException:
         if writer is not None:
             writer.abort()
-        shutil.rmtree(data_dir, ignore_errors=True)  # no partial dataset: data/ was created empty above
+        shutil.rmtree(staging, ignore_errors=True)  # the old dataset, if any, is untouched
         raise
-    _write_card(output_dir, features, stats, encode_label.problem_type, label_names, description)
+    _swap_in(staging, output_dir)
     return written
 
 
