@@ -180,6 +180,15 @@ def _band_sort_key(path: Path) -> tuple[int, str]:
     return order, path.name
 
 
+def _check_local_path(path: PathLike) -> None:
+    """Refuse GDAL virtual file systems and URLs: a source is a local file, read as itself."""
+    text = os.fspath(path)
+    if text.startswith("/vsi") or "://" in text:
+        raise RasterReadError(
+            f"{text}: GDAL virtual file systems and URLs are not read; download the file and give its local path."
+        )
+
+
 def expand_source(source: RasterSource) -> list[Path]:
     """The list of raster files a source stands for (see the module docstring).
 
@@ -188,6 +197,7 @@ def expand_source(source: RasterSource) -> list[Path]:
         RasterReadError: if a folder holds no raster file or the sequence is empty.
     """
     if isinstance(source, (str, os.PathLike)):
+        _check_local_path(source)
         path = Path(source)
         if not path.exists():
             raise RasterNotFoundError(f"{path}: no such file or folder.")
@@ -199,6 +209,8 @@ def expand_source(source: RasterSource) -> list[Path]:
                 f"{path}: the folder holds no raster file (looked for {', '.join(RASTER_SUFFIXES)})."
             )
         return sorted(files, key=_band_sort_key)
+    for item in source:
+        _check_local_path(item)
     paths = [Path(p) for p in source]
     if not paths:
         raise RasterReadError("Empty list of raster files: give at least one path.")
@@ -208,15 +220,6 @@ def expand_source(source: RasterSource) -> list[Path]:
         if path.is_dir():
             raise RasterReadError(f"{path} is a folder; a list of sources must hold files (or pass the folder alone).")
     return paths
-
-
-def _check_local_path(path: Path) -> None:
-    """Refuse GDAL virtual file systems and URLs: a source is a local file, read as itself."""
-    text = str(path)
-    if text.startswith("/vsi") or "://" in text:
-        raise RasterReadError(
-            f"{text}: GDAL virtual file systems and URLs are not read; download the file and give its local path."
-        )
 
 
 def _open(path: Path) -> DatasetReader:

@@ -1,0 +1,205 @@
+"""Faults and abuse: hostile raster bytes, planted links, interrupted writes and kills inside checkpoint saves.
+
+Every case uses real files and, for resumption, the real pretraining script in a subprocess.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from modeling_s2mae.data import RasterReadError, decode_row, eurosat_folder, read_raster, write_hub_dataset
+from modeling_s2mae.data.hub_format import MAX_DECODED_BYTES
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = REPO_ROOT / "examples" / "run_pretrain.py"
+TINY = (
+    "hidden_size=32,num_hidden_layers=2,num_attention_heads=2,intermediate_size=64,"
+    "decoder_hidden_size=32,decoder_num_hidden_layers=1,decoder_num_attention_heads=2,decoder_intermediate_size=64"
+)
+
+
+def vrt_pointing_at(target: Path) -> str:
+    """A GDAL VRT whose pixels are another local file's: what an attacker would plant in a '.tif'."""
+    return (
+        '<VRTDataset rasterXSize="8" rasterYSize="8"><VRTRasterBand dataType="UInt16" band="1"><SimpleSource>'
+        f"<SourceFilename>{target}</SourceFilename><SourceBand>1</SourceBand></SimpleSource></VRTRasterBand>"
+        "</VRTDataset>"
+    )
+
+
+# --- untrusted raster bytes -----------------------------------------------------------------------------------------
+
+
+def test_a_vrt_disguised_as_a_geotiff_is_not_followed(tmp_path: Path, sample_data: Path) -> None:
+    secret = sample_data / "sentinel2_tile" / "T60HWB_20201002_crop128.tif"
+    planted = tmp_path / "tile_B04.tif"
+    planted.write_text(vrt_pointing_at(secret))
+    with pytest.raises(RasterReadError, match="allowed drivers") as info:
+        read_raster(planted)
+    assert "VRT" in str(info.value)
+
+
+@pytest.mark.parametrize("source", ["/vsicurl/http://127.0.0.1:9/x.tif", "/vsizip//tmp/a.zip/x.tif", "http://x/y.tif"])
+def test_virtual_file_systems_and_urls_are_refused(source: str) -> None:
+    with pytest.raises(RasterReadError, match="virtual file systems and URLs are not read"):
+        read_raster([source])
+
+
+def test_a_hub_row_holding_a_vrt_is_refused_naming_the_row(tmp_path: Path, sample_data: Path) -> None:
+    secret = sample_data / "sentinel2_tile" / "T60HWB_20201002_crop128.tif"
+    row = {"id": "hostile-0", "image": vrt_pointing_at(secret).encode(), "band_names": ["B01"]}
+    with pytest.raises(RasterReadError, match="hostile-0"):
+        decode_row(row)
+
+
+def test_a_small_row_that_decodes_to_gigabytes_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.tif"
+    side = 20_000  # 2 bands x 20000 x 20000 uint8 = 800 MB decoded, a few KB compressed
+    profile = {"driver": "GTiff", "width": side, "height": side, "count": 2, "dtype": "uint8",
+               "tiled": True, "compress": "deflate", "sparse_ok": True}  # fmt: skip
+    with rasterio.open(path, "w", **profile):
+        pass
+    data = path.read_bytes()
+    assert len(data) < 2**20 and 2 * side * side > MAX_DECODED_BYTES
+    with pytest.raises(RasterReadError, match="would decode to 763 MiB"):
+        decode_row({"id": "bomb", "image": data, "band_names": ["B01", "B02"]})
+
+
+# --- writes that must not lose or leak data --------------------------------------------------------------------------
+
+
+def test_overwrite_keeps_the_old_dataset_when_writing_fails(tmp_path: Path, sample_data: Path) -> None:
+    records = eurosat_folder(sample_data / "eurosat_ms")
+    output = tmp_path / "hub"
+    write_hub_dataset(records, output)
+    before = sorted(path.name for path in (output / "data").iterdir())
+    broken = [*records.records[:2], {"id": "missing", "paths": [str(tmp_path / "gone.tif")], "label": 0}]
+    with pytest.raises(RasterReadError, match="missing"):
+        write_hub_dataset(broken, output, overwrite=True, label_names=records.classes)
+    assert sorted(path.name for path in (output / "data").iterdir()) == before
+    assert (output / "README.md").is_file()
+    assert not list(tmp_path.glob(".hub.writing-*")), "the staging folder is cleaned up"
+
+
+def test_planted_links_in_the_output_are_replaced_not_followed(tmp_path: Path, sample_data: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious.txt").write_text("keep me")
+    output = tmp_path / "hub"
+    output.mkdir()
+    (output / "data").symlink_to(outside, target_is_directory=True)
+    (output / "README.md").symlink_to(outside / "precious.txt")
+    write_hub_dataset(eurosat_folder(sample_data / "eurosat_ms"), output, overwrite=True)
+    assert not (output / "data").is_symlink() and not (output / "README.md").is_symlink()
+    assert sorted(path.name for path in outside.iterdir()) == ["precious.txt"]
+    assert (outside / "precious.txt").read_text() == "keep me"
+
+
+# --- kills inside a checkpoint save ---------------------------------------------------------------------------------
+
+
+def run_pretrain(output: Path, *extra: str) -> subprocess.CompletedProcess:
+    args = [
+        "--train_dir", str(REPO_ROOT / "sample_data" / "eurosat_ms"), "--config_overrides", TINY, "--image_size", "32",
+        "--max_steps", "6", "--save_steps", "2", "--per_device_train_batch_size", "2", "--eval_strategy", "no",
+        "--logging_steps", "1", "--output_dir", str(output), "--dataloader_num_workers", "0", "--report_to", "none",
+        "--disable_tqdm", "true", *extra,
+    ]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def logged_steps(checkpoint: Path) -> list[int]:
+    history = json.loads((checkpoint / "trainer_state.json").read_text())["log_history"]
+    return [entry["step"] for entry in history if "loss" in entry]
+
+
+def test_resume_after_kills_at_every_point_of_a_save(tmp_path: Path) -> None:
+    """What a kill leaves at each point of a save: the model written but nothing else; the optimizer half written;
+    the trainer state half written. The same command then resumes from the newest complete checkpoint, sets the
+    broken ones aside, and logs every step exactly once."""
+    output = tmp_path / "run"
+    first = run_pretrain(output)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert logged_steps(output / "checkpoint-6") == [1, 2, 3, 4, 5, 6]
+    shutil.rmtree(output / "checkpoint-6")
+    checkpoint_2, checkpoint_4 = output / "checkpoint-2", output / "checkpoint-4"
+    killed_after_model = output / "checkpoint-8"  # only the weights and config were written
+    killed_after_model.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(checkpoint_4 / name, killed_after_model / name)
+    optimizer = checkpoint_4 / "optimizer.pt"  # killed while writing the optimizer: no state yet
+    optimizer.write_bytes(optimizer.read_bytes()[: optimizer.stat().st_size // 2])
+    (checkpoint_4 / "trainer_state.json").unlink()
+    assert checkpoint_2.is_dir()
+
+    resumed = run_pretrain(output, "--max_steps", "8")
+    log = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, log[-4000:]
+    assert f"Resuming from {checkpoint_2}" in log
+    assert (output / "checkpoint-8.incomplete").is_dir() and (output / "checkpoint-4.incomplete").is_dir()
+    assert logged_steps(output / "checkpoint-8") == [1, 2, 3, 4, 5, 6, 7, 8]
+
+    state = output / "checkpoint-8" / "trainer_state.json"  # killed while writing the trainer state
+    state.write_text(state.read_text()[:40])
+    again = run_pretrain(output, "--max_steps", "8")
+    assert again.returncode == 0, (again.stdout + again.stderr)[-4000:]
+    assert (output / "checkpoint-8.incomplete1").is_dir()
+    assert logged_steps(output / "checkpoint-8") == [1, 2, 3, 4, 5, 6, 7, 8]
+
+    other_bands = run_pretrain(output, "--max_steps", "10", "--band_names", *reversed(
+        ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"]
+    ))  # fmt: skip
+    assert other_bands.returncode != 0
+    assert "band_names: checkpoint" in other_bands.stderr and "another --output_dir" in other_bands.stderr
+
+
+def test_tiles_with_no_valid_pixel_are_skipped_and_counted(tmp_path: Path, sample_data: Path) -> None:
+    """A scene with wide nodata edges trains through the local route and reports what it skipped."""
+    with rasterio.open(sample_data / "sentinel2_tile" / "T60HWB_20201002_crop128.tif") as source:
+        profile, data = source.profile, source.read()
+    data[:, :, :80] = 0  # nodata = 0: the left 80 of 128 columns are empty, as at a swath edge
+    scenes = tmp_path / "scenes"
+    scenes.mkdir()
+    with rasterio.open(scenes / "edge.tif", "w", **profile) as target:
+        target.write(data)
+        target.descriptions = source_descriptions(sample_data)
+    output = tmp_path / "run"
+    args = [
+        "--train_dir", str(scenes), "--tile_size", "32", "--config_overrides", TINY, "--image_size", "32",
+        "--max_steps", "3", "--per_device_train_batch_size", "4", "--eval_strategy", "no", "--save_strategy", "no",
+        "--output_dir", str(output), "--report_to", "none", "--disable_tqdm", "true",
+    ]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
+    result = subprocess.run([sys.executable, str(SCRIPT), *args], cwd=REPO_ROOT, env=env, capture_output=True,
+                            text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["skipped_samples"] > 0
+    assert f"Skipped {metrics['skipped_samples']} sample(s)" in result.stdout
+
+
+def source_descriptions(sample_data: Path) -> tuple[str, ...]:
+    with rasterio.open(sample_data / "sentinel2_tile" / "T60HWB_20201002_crop128.tif") as source:
+        return source.descriptions
+
+
+def test_all_nodata_samples_are_an_error_that_says_what_to_do(sample_data: Path) -> None:
+    from modeling_s2mae import S2MAEImageProcessor
+    from modeling_s2mae.data import RasterSample, Sample, SampleDataset, SampleTransform
+
+    raster = read_raster(sample_data / "sentinel2_tile" / "T60HWB_20201002_crop128.tif")
+    empty = Sample(id="empty", raster=RasterSample(np.zeros_like(raster.array), raster.band_names, 0, raster.transform,
+                                                   raster.crs, raster.source))  # fmt: skip
+    dataset = SampleDataset([empty] * 3, SampleTransform(S2MAEImageProcessor(size=32)))
+    with pytest.raises(ValueError, match="almost all nodata"):
+        dataset[0]
