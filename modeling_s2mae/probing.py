@@ -639,7 +639,7 @@ class ProbeReport:
         lines = [
             f"Frozen-encoder probes of {settings.get('model', 'the model')}: {settings['num_train']} train / "
             f"{settings['num_test']} test samples, {settings['num_classes']} classes; layer {settings['layer']}, "
-            f"pooling {settings['pooling']!r}, k-NN k={settings['k']} ({settings['knn_weighting']}), logistic "
+            f"pooling {settings['pooling']!r}, cosine k-NN k={settings['k']} ({settings['knn_weighting']} vote), logistic "
             "regression on standardised features (L2 by cross-validation on train)."
         ]
         seeds = settings.get("random_init_seeds") or []

@@ -390,3 +390,32 @@ def test_probe_callback_needs_the_trainer():
         probe.on_train_begin(None, None, None, model=S2MAEForPreTraining(config))
     with pytest.raises(ValueError, match="labels"):
         ProbeCallback({"pixel_values": inputs["pixel_values"]}, inputs)
+
+
+def test_probe_script_on_class_folders(checkpoint: Path, sample_data: Path, capsys):
+    result = run_probe.main(
+        [
+            "--model_name_or_path", str(checkpoint), "--train_dir", str(sample_data / "eurosat_ms"),
+            "--test_fraction", "0.34", "--k", "2", "--random_init_seeds", "5", "--linear", "false",
+        ]
+    )  # fmt: skip
+    assert result["settings"]["num_train"] == 4 and result["settings"]["num_test"] == 2
+    assert {(r["representation"], r["probe"]) for r in result["results"]} == {
+        ("pretrained", "knn"), ("random_init", "knn"), ("raw_band_statistics", "knn"), ("majority_class", "none"),
+    }  # fmt: skip
+    assert "random init (seeds 5)" in capsys.readouterr().out
+
+
+def test_probe_script_on_a_hub_format_dataset(checkpoint: Path, sample_data: Path, tmp_path: Path):
+    from modeling_s2mae.data import eurosat_folder, write_hub_dataset
+
+    write_hub_dataset(eurosat_folder(sample_data / "eurosat_ms"), tmp_path / "dataset", rows_per_shard=3)
+    result = run_probe.main(
+        [
+            "--model_name_or_path", str(checkpoint), "--dataset_name", str(tmp_path / "dataset"),
+            "--dataset_test_split", "", "--test_fraction", "0.3", "--k", "2", "--random_init_seeds", "0",
+            "--l2", "0.1",
+        ]
+    )  # fmt: skip
+    assert result["settings"]["num_train"] == 4 and result["settings"]["num_test"] == 2
+    assert result["settings"]["test_class_counts"] == {"0": 1, "1": 1}
