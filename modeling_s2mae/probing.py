@@ -631,6 +631,16 @@ class ProbeReport:
             margins[probe] = entry
         return margins
 
+    def standard_errors(self) -> dict[str, float]:
+        """Per probe, sqrt(p (1 - p) / N_test) of the pretrained accuracy p: differences of about twice this size or
+        less are within the noise of the test set alone."""
+        errors = {}
+        for scores in self.scores:
+            if scores.representation == PRETRAINED:
+                accuracy, count = scores.runs[0].accuracy, scores.runs[0].num_test
+                errors[scores.probe] = math.sqrt(accuracy * (1.0 - accuracy) / count)
+        return errors
+
     def table(self, metrics: Sequence[str] = ("accuracy", "balanced_accuracy")) -> str:
         """A side-by-side text table: one row per representation, one column per probe and metric."""
         probes = [probe for probe in ("knn", "linear") if any(s.probe == probe for s in self.scores)]
@@ -671,11 +681,15 @@ class ProbeReport:
             )
         except KeyError:
             pass
+        errors = self.standard_errors()
         for probe, entry in self.margins(metrics[0]).items():
             parts = [
                 f"{value:+.3f} {name.replace('over_', 'over ').replace('_', ' ')}" for name, value in entry.items()
             ]
-            lines.append(f"pretrained {_PROBE_NAMES[probe]} {_METRIC_NAMES[metrics[0]]}: " + ", ".join(parts))
+            line = f"pretrained {_PROBE_NAMES[probe]} {_METRIC_NAMES[metrics[0]]}: " + ", ".join(parts)
+            if metrics[0] == "accuracy":
+                line += f" (binomial standard error of its accuracy on this test set: {errors[probe]:.3f})"
+            lines.append(line)
         lines.append("random-init cells: mean ± sample std [min, max] over seeds.")
         return "\n".join(lines)
 
@@ -688,6 +702,7 @@ class ProbeReport:
                 "settings": self.settings,
                 "results": [scores.to_dict() for scores in self.scores],
                 "margins": {metric: self.margins(metric) for metric in METRICS},
+                "pretrained_accuracy_standard_error": self.standard_errors(),
             }
         )
 

@@ -316,7 +316,11 @@ def test_compare_representations_reports_every_baseline(tmp_path: Path):
     report.write_json(tmp_path / "report.json")
     written = json.loads((tmp_path / "report.json").read_text())
     assert written["settings"]["num_train"] == 12 and written["settings"]["num_test"] == 8
-    assert set(written["margins"]["accuracy"]) == {"knn", "linear"}
+    assert (
+        set(written["margins"]["accuracy"]) == set(written["pretrained_accuracy_standard_error"]) == {"knn", "linear"}
+    )
+    accuracy = rows["pretrained", "knn"].runs[0].accuracy
+    assert report.standard_errors()["knn"] == pytest.approx((accuracy * (1 - accuracy) / 8) ** 0.5)
 
 
 def test_probe_script_on_labelled_scene_tiles(checkpoint: Path, sample_data: Path, tmp_path: Path, capsys):
