@@ -783,7 +783,8 @@ def compare_representations(
         k, knn_weighting: Of `knn_probe`.
         linear: Also run `linear_probe` (with `l2`; None: cross-validated).
         batch_size: Samples per forward pass.
-        device: Where the encoders run; default: the model's device, or CUDA when available for a path.
+        device: Where the encoders run (a given model is moved there, in place); default: the model's device, or
+            CUDA when available for a path.
 
     Returns:
         A `ProbeReport` (print it for the table; `write_json` for the numbers).
