@@ -28,7 +28,8 @@ import modeling_s2mae  # noqa: F401  (registers the S2MAE image processor with A
 from modeling_s2mae.data import eurosat_folder, load_spectral_dataset, to_model_inputs
 from modeling_s2mae.data.hub_format import SINGLE_LABEL, label_info
 from modeling_s2mae.data.labelled_rasters import labelled_raster_tiles, load_class_names, spatial_split
-from modeling_s2mae.data.training import RasterRecordDataset, split_records
+from modeling_s2mae.data.training import SampleDataset, split_records
+from modeling_s2mae.data.transforms import SampleTransform
 from modeling_s2mae.probing import POOLINGS, compare_representations
 
 logger = logging.getLogger("run_probe")
@@ -79,7 +80,9 @@ def record_splits(args: ProbeArguments) -> tuple[list[dict], list[dict]]:
     """Train / test records of --train_dir (random, per class) or of labelled scenes (spatial blocks)."""
     if args.train_dir:
         kwargs = {"band_names": args.band_names} if args.band_names else {}
-        return split_records(eurosat_folder(args.train_dir, **kwargs).records, args.test_fraction, args.seed, True)
+        return split_records(
+            eurosat_folder(args.train_dir, **kwargs).records, args.test_fraction, args.seed, by="label"
+        )
     if len(args.label_raster or []) != len(args.scene_paths):
         raise ValueError(f"Give one --label_raster per --scene_paths entry, got {args.label_raster}.")
     names = load_class_names(args.class_names_json) if args.class_names_json else None
@@ -131,8 +134,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         train_records = subset(train_records, args.max_train_samples, args.seed)
         test_records = subset(test_records, args.max_test_samples, args.seed)
         logger.info("%d train and %d test samples.", len(train_records), len(test_records))
-        train_inputs = RasterRecordDataset(train_records, processor, with_labels=True)
-        test_inputs = RasterRecordDataset(test_records, processor, with_labels=True)
+        transform = SampleTransform(processor, min_valid_fraction=0.0, with_labels=True)
+        train_inputs, test_inputs = SampleDataset(train_records, transform), SampleDataset(test_records, transform)
     report = compare_representations(
         args.model_name_or_path,
         train_inputs,

@@ -52,7 +52,7 @@ cross-validation on the training set."""
 ProbeInputs = Mapping[str, torch.Tensor] | Iterable[Mapping[str, Any]]
 """Labelled model inputs: a mapping of stacked tensors {"pixel_values": (N, C, H, W), "pixel_mask": (N, H, W)
 (optional), "labels": (N,) class ids}, or an iterable of per-sample dicts with the same keys without the batch axis
-(e.g. a `RasterRecordDataset(..., with_labels=True)` or a dataset made by `to_model_inputs`)."""
+(e.g. a `SampleDataset` with a `SampleTransform(..., with_labels=True)`, or a dataset made by `to_model_inputs`)."""
 
 
 # ---- features ----------------------------------------------------------------------------------------------------
