@@ -10,6 +10,7 @@
   nodata-robust sampling), for local files and streamed rows alike.
 - `majortom`: Major-TOM Core-S2L2A / Core-S2L1C rows (`load_majortom`, `decode_majortom_row`, `majortom_samples`).
 - `benv2`: `BigEarthNetV2` reads the BigEarthNet v2 (reBEN) LMDB + metadata.parquet release as `Sample`s.
+- `labelled_rasters`: scene tiles labelled by a label raster on the same grid, and a spatial train / test split.
 - `statistics`: `compute_band_statistics` -> `BandStatistics`, dataset-level per-band ranges for the processor's
   "dataset_range" scaling.
 - `sources`: folder-layout detection (`detect_layout`) and `collect_records` of folders and scenes.
@@ -52,6 +53,7 @@ from .hub_format import (
     to_model_inputs,
     write_hub_dataset,
 )
+from .labelled_rasters import labelled_raster_tiles, load_class_names, spatial_split
 from .majortom import (
     CORE_S2L1C_BANDS,
     CORE_S2L2A_BANDS,
@@ -102,6 +104,9 @@ __all__ = [
     "MajorTOMSamples",
     "MajorTOMStats",
     "bigearthnet_v2_multi_hot",
+    "labelled_raster_tiles",
+    "load_class_names",
+    "spatial_split",
     "decode_majortom_row",
     "load_majortom",
     "majortom_cloud_mask",
