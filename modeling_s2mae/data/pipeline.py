@@ -231,7 +231,12 @@ def build_processor(
             max_samples=args.statistics_max_samples,
             nodata=args.nodata,
         )
-        logger.info("Band statistics of %d training samples: %s", statistics.num_samples, statistics.to_json(None))
+        low_high = statistics.value_range(low, high, config.band_names)
+        logger.info(
+            "Band statistics of %d training samples (valid pixels; saved with the processor), %g-%g percentiles: %s",
+            statistics.num_samples, low, high,
+            ", ".join(f"{name} [{low_high[0][name]:g}, {low_high[1][name]:g}]" for name in config.band_names),
+        )  # fmt: skip
         overrides = {**statistics.processor_kwargs(config.band_names, low, high), **overrides}
     return load_image_processor(config, checkpoint, **overrides)
 

@@ -228,7 +228,8 @@ def _open(path: Path) -> DatasetReader:
     if not path.exists():
         raise RasterNotFoundError(f"{path}: no such file.")
     errors = []
-    for driver in ALLOWED_DRIVERS:
+    preferred = {".jp2": "JP2OpenJPEG", ".tif": "GTiff", ".tiff": "GTiff"}.get(path.suffix.lower(), "ENVI")
+    for driver in sorted(ALLOWED_DRIVERS, key=lambda name: name != preferred):  # the suffix's driver first
         try:
             return rasterio.open(path, driver=driver)
         except RasterioError as error:
