@@ -7,8 +7,8 @@ a temporary folder), it measures samples per second through:
 - floor: a plain read of the same data and nothing else (GeoTIFF: `rasterio.open` + `read` of every band file, the
   window of a scene tile at each file's native resolution; parquet: pyarrow reads the `image` column and rasterio
   decodes each GeoTIFF);
-- loader: the library's pipeline into batches (GeoTIFF: `RasterRecordDataset` (`load_record`, resampling onto one
-  grid, RandomResizedCrop + flip, `S2MAEImageProcessor`) in a `DataLoader` with `collate_pixels`; parquet:
+- loader: the library's pipeline into batches (GeoTIFF: `SampleDataset` (`load_record`, resampling onto one
+  grid, `SampleTransform`: RandomResizedCrop + flip + `S2MAEImageProcessor`) in a `DataLoader` with `collate_pixels`; parquet:
   `load_spectral_dataset(streaming=True)` + `to_model_inputs` in a `DataLoader` with `collate_pixels`), as in
   `examples/run_pretrain.py`;
 
@@ -42,7 +42,8 @@ from rasterio.windows import Window, from_bounds
 
 from modeling_s2mae import S2MAEConfig, S2MAEForPreTraining, S2MAEImageProcessor
 from modeling_s2mae.data import RecordSet, bigearthnet_folder, eurosat_folder, scene_tiles
-from modeling_s2mae.data.training import RasterRecordDataset, collate_pixels
+from modeling_s2mae.data.training import SampleDataset, collate_pixels
+from modeling_s2mae.data.transforms import SampleTransform
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DATA = REPO_ROOT / "sample_data"
@@ -122,8 +123,8 @@ def measure_loader(
     num_workers: int = 0,
     augment: bool = True,
 ) -> Rate:
-    """Reader + processor + collator: `RasterRecordDataset` in a `DataLoader` with `collate_pixels`."""
-    dataset = RasterRecordDataset(_repeat(records, samples), processor, augment=augment)
+    """Reader + transform + collator: `SampleDataset` in a `DataLoader` with `collate_pixels`."""
+    dataset = SampleDataset(_repeat(records, samples), SampleTransform(processor, augment=augment))
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=True, num_workers=num_workers, collate_fn=collate_pixels
     )

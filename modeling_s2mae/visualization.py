@@ -104,8 +104,11 @@ def usable_mask_ratios(config, mask_ratios: Sequence[float] = MASK_RATIOS) -> li
     """The ratios that keep at least one cube and hide at least one under the config's masking strategy."""
     usable = []
     for ratio in mask_ratios:
-        kept = config.num_kept_tokens(ratio)
-        if 0 < kept < config.num_tokens:
+        try:
+            kept = config.num_kept_tokens(ratio)
+        except ValueError:  # keeps no token under this strategy
+            continue
+        if kept < config.num_tokens:
             usable.append(ratio)
     return usable
 
