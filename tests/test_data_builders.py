@@ -182,3 +182,21 @@ def test_scene_tiles_skip_bad_scene(sample_data: Path, tmp_path: Path) -> None:
     found = scene_tiles(scenes, tile_size=192, skip_bad_files=True)
     assert len(found) == 4 and found.num_skipped == 2
     assert [Path(s.path).name for s in found.skipped] == ["broken", "missing"]
+
+
+def test_scene_tiles_from_the_cache_equal_windowed_reads(sample_data: Path) -> None:
+    from rasterio.windows import Window
+
+    from modeling_s2mae.data import builders
+
+    records = scene_tiles([sample_data / "sentinel2_scene"], 96, 64)
+    builders._scene_cache.clear()
+    for record in records.records[:4] + records.records[-2:]:
+        cached = load_record(record)
+        window = record["window"]
+        direct = read_raster(
+            record["paths"], window=Window(window["col_off"], window["row_off"], window["width"], window["height"])
+        )
+        assert cached.band_names == direct.band_names and cached.transform == direct.transform
+        np.testing.assert_array_equal(cached.array, direct.array)
+    assert len(builders._scene_cache) == 1  # the scene was read once

@@ -19,11 +19,13 @@ True the sample is left out, logged, and listed in `RecordSet.skipped`. Files ar
 import json
 import logging
 import os
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
@@ -489,14 +491,73 @@ def scene_tiles(
     return RecordSet(records=records, skipped=skipped)
 
 
-def load_record(record: dict[str, Any], *, resampling: str | Resampling = "bilinear") -> RasterSample:
+SCENE_CACHE_BYTES = int(os.environ.get("S2MAE_SCENE_CACHE_BYTES", 1 << 30))
+"""Decoded scenes kept per process for tile records (env `S2MAE_SCENE_CACHE_BYTES`; 0 turns the cache off).
+
+Compressed scenes (JPEG2000 above all) decode far more than a tile's window for every windowed read: training on
+many tiles of one scene reads the scene once, on its common grid, and slices the tiles from memory. A scene larger
+than a quarter of the cache is read window by window instead."""
+
+_scene_cache: OrderedDict[tuple, RasterSample] = OrderedDict()
+
+
+def _scene_key(record: Mapping[str, Any], resampling: str | Resampling) -> tuple:
+    def frozen(value: Any) -> Any:
+        return tuple(value) if isinstance(value, (list, tuple)) else value
+
+    names = ("paths", "band_names", "bands", "target_resolution", "nodata")
+    return (*(frozen(record.get(name)) for name in names), str(resampling))
+
+
+def _cached_scene(record: Mapping[str, Any], resampling: str | Resampling) -> RasterSample | None:
+    """The whole scene of a tile record from the per-process cache (read now if it fits), or None."""
+    if SCENE_CACHE_BYTES <= 0:
+        return None
+    key = _scene_key(record, resampling)
+    if key in _scene_cache:
+        _scene_cache.move_to_end(key)
+        return _scene_cache[key]
+    info = raster_info(
+        record["paths"], record.get("band_names"), bands=record.get("bands"),
+        target_resolution=record.get("target_resolution"),
+    )  # fmt: skip
+    if len(info.band_names) * info.height * info.width * info.dtype.itemsize > SCENE_CACHE_BYTES // 4:
+        return None
+    scene = read_raster(
+        record["paths"], record.get("band_names"), bands=record.get("bands"),
+        target_resolution=record.get("target_resolution"), resampling=resampling, nodata=record.get("nodata"),
+    )  # fmt: skip
+    _scene_cache[key] = scene
+    while sum(item.array.nbytes for item in _scene_cache.values()) > SCENE_CACHE_BYTES:
+        _scene_cache.popitem(last=False)
+    return scene
+
+
+def load_record(record: Mapping[str, Any], *, resampling: str | Resampling = "bilinear") -> RasterSample:
     """Read the pixels of one record made by a builder (per-band files onto one grid, the window of a tile).
+
+    Tiles of a scene that fits the per-process cache (`SCENE_CACHE_BYTES`) are sliced from the scene read once.
 
     Returns:
         A `RasterSample` of shape (C, H, W): C = len(record["bands"]) or all bands; H, W the record's window or the
         common grid (the finest file's, unless the record has a `target_resolution`).
     """
     window = record.get("window")
+    if window:
+        scene = _cached_scene(record, resampling)
+        if scene is not None:
+            row, col, height, width = window["row_off"], window["col_off"], window["height"], window["width"]
+            if row < 0 or col < 0 or row + height > scene.height or col + width > scene.width:
+                raise ValueError(
+                    f"Window {dict(window)} of record {record.get('id')!r} does not lie inside the "
+                    f"{scene.height} x {scene.width} grid of {record['paths']}."
+                )
+            return replace(
+                scene,
+                array=scene.array[:, row : row + height, col : col + width].copy(),
+                transform=scene.transform * Affine.translation(col, row),
+                window=Window(col, row, width, height),
+            )
     return read_raster(
         record["paths"],
         record.get("band_names"),
