@@ -247,10 +247,6 @@ def _as_raster_sample(item: Any) -> Any:
     return item
 
 
-def _limit(records: list[dict[str, Any]], count: int | None) -> list[dict[str, Any]]:
-    return records[:count] if count else records
-
-
 def check_record_bands(found: RecordSet, model_bands: Sequence[str], skip_bad_files: bool) -> None:
     """Fail before training (or, skipping, drop and count) records whose files lack a band the model reads."""
     kept = []
@@ -307,7 +303,7 @@ def local_training_records(
         if labelled and all("label" in record for record in found.records):
             by = "label"
         train, evaluation = split_records(found.records, args.validation_fraction, seed, by=by)
-    return found, _limit(train, args.max_train_samples), _limit(evaluation, args.max_eval_samples)
+    return found, list(_first(train, args.max_train_samples)), list(_first(evaluation, args.max_eval_samples))
 
 
 def make_transforms(
@@ -362,16 +358,29 @@ def build_datasets(
             raise ValueError(
                 "The local data has no labels: classification needs class folders or BigEarthNet patches."
             )
+    return _map_style(train, evaluation, train_transform, eval_transform, problem_type, found.classes, found.skipped)
+
+
+def _map_style(
+    train: Sequence[Any],
+    evaluation: Sequence[Any] | None,
+    train_transform: SampleTransform,
+    eval_transform: SampleTransform,
+    problem_type: str | None,
+    class_names: Sequence[str],
+    skipped: Sequence[SkippedFile] = (),
+) -> TrainingData:
+    """Map-style training data over records or samples."""
     return TrainingData(
         train=SampleDataset(train, train_transform),
         evaluation=SampleDataset(evaluation, eval_transform) if evaluation else None,
         train_transform=train_transform,
         eval_transform=eval_transform,
         problem_type=problem_type,
-        class_names=list(found.classes),
+        class_names=list(class_names),
         num_train=len(train),
-        num_eval=len(evaluation),
-        skipped_files=list(found.skipped),
+        num_eval=len(evaluation) if evaluation else 0,
+        skipped_files=list(skipped),
     )
 
 
@@ -426,21 +435,14 @@ def _benv2(
     """BigEarthNet v2 splits (map-style sequences of `Sample`s, 19-class multi-label)."""
     train = _benv2_split(args, args.dataset_train_split)
     evaluation = _benv2_split(args, args.dataset_eval_split) if args.dataset_eval_split else None
-    limit = lambda dataset, count: dataset if not count else [dataset[i] for i in range(min(count, len(dataset)))]  # noqa: E731
-    train_items, eval_items = (
-        limit(train, args.max_train_samples),
-        evaluation and limit(evaluation, args.max_eval_samples),
-    )
-    return TrainingData(
-        train=SampleDataset(train_items, train_transform),
-        evaluation=SampleDataset(eval_items, eval_transform) if eval_items else None,
-        train_transform=train_transform,
-        eval_transform=eval_transform,
-        problem_type=MULTI_LABEL,
-        class_names=list(train.classes),
-        num_train=len(train_items),
-        num_eval=len(eval_items) if eval_items else 0,
-    )
+    train_items = _first(train, args.max_train_samples)
+    eval_items = _first(evaluation, args.max_eval_samples) if evaluation is not None else None
+    return _map_style(train_items, eval_items, train_transform, eval_transform, MULTI_LABEL, train.classes)
+
+
+def _first(items: Sequence[Any], count: int | None) -> Sequence[Any]:
+    """The first `count` items (all when None)."""
+    return items if not count else [items[i] for i in range(min(count, len(items)))]
 
 
 def _majortom_samples(args: SpectralDataArguments, row: dict[str, Any]) -> list[Any]:
