@@ -30,7 +30,8 @@ import transformers
 from transformers import HfArgumentParser, TrainingArguments, set_seed
 
 from modeling_s2mae import S2MAEForPreTraining
-from modeling_s2mae.data import PixelCollator
+from modeling_s2mae.data import PixelCollator, SampleDataset, SampleTransform
+from modeling_s2mae.data.labelled_rasters import probe_records
 from modeling_s2mae.data.pipeline import (
     SpectralDataArguments,
     build_datasets,
@@ -39,6 +40,7 @@ from modeling_s2mae.data.pipeline import (
     statistics_samples,
 )
 from modeling_s2mae.model_card import hub_id, training_summary, write_model_card
+from modeling_s2mae.probing import ProbeCallback
 from modeling_s2mae.training import (
     S2MAETrainer,
     SkippedSamplesCallback,
@@ -107,6 +109,18 @@ class DataArguments(SpectralDataArguments):
     record_sample_ids: bool = field(
         default=False, metadata={"help": "Write the id of every training sample each process reads to output_dir."}
     )
+    probe_train_dir: str | None = field(
+        default=None, metadata={"help": "Labelled class folders for a k-NN probe during pretraining."}
+    )
+    probe_scene_paths: list[str] | None = field(
+        default=None, metadata={"help": "Labelled scenes (with --probe_label_raster) for a k-NN probe."}
+    )
+    probe_label_raster: list[str] | None = field(default=None, metadata={"help": "One label raster per scene."})
+    probe_tile_size: int = field(default=32, metadata={"help": "Tile side of the probe's scene tiles."})
+    probe_every_n_steps: int = field(
+        default=200, metadata={"help": "Probe every N steps (logged as probe_knn_accuracy, TensorBoard included)."}
+    )
+    probe_k: int = field(default=10, metadata={"help": "Neighbours of the k-NN probe."})
 
 
 def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, TrainingArguments, bool]:
@@ -145,6 +159,23 @@ def load_model(model_args: ModelArguments) -> S2MAEForPreTraining:
         if fields[name] is not None:
             setattr(model.config, name, fields[name])
     return model
+
+
+def probe_callback(data_args: DataArguments, processor, seed: int) -> ProbeCallback | None:
+    """The k-NN probe run during pretraining on a labelled set, when one is given."""
+    if not (data_args.probe_train_dir or data_args.probe_scene_paths):
+        return None
+    train, test = probe_records(
+        train_dir=data_args.probe_train_dir, scene_paths=data_args.probe_scene_paths,
+        label_rasters=data_args.probe_label_raster, tile_size=data_args.probe_tile_size, seed=seed,
+    )  # fmt: skip
+    transform = SampleTransform(processor, min_valid_fraction=0.0, with_labels=True)
+    logger.info("k-NN probe every %d steps on %d / %d labelled samples.", data_args.probe_every_n_steps,
+                len(train), len(test))  # fmt: skip
+    return ProbeCallback(
+        SampleDataset(train, transform), SampleDataset(test, transform), data_args.probe_every_n_steps,
+        k=data_args.probe_k,
+    )  # fmt: skip
 
 
 def write_outputs(trainer, processor, data, metrics: dict, model_args, data_args, sample_run: bool) -> None:
@@ -212,6 +243,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     skipped = SkippedSamplesCallback(data.train_transform, data.eval_transform)
     ids_file = str(Path(training_args.output_dir) / "sample_ids") if data_args.record_sample_ids else None
+    probe = probe_callback(data_args, processor, training_args.seed)
     trainer = S2MAETrainer(
         model=model,
         args=training_args,
@@ -221,6 +253,8 @@ def main(argv: list[str] | None = None) -> dict:
         processing_class=processor,  # saved in every checkpoint: a resumed run scales exactly as before
         callbacks=[skipped],
     )
+    if probe is not None:
+        probe.attach(trainer)
     metrics = dict(trainer.train(resume_from_checkpoint=resume).metrics)
     metrics["train_steps"] = trainer.state.global_step
     if data.evaluation is not None:

@@ -25,10 +25,10 @@ from typing import Any
 from transformers import AutoImageProcessor, HfArgumentParser
 
 import modeling_s2mae  # noqa: F401  (registers the S2MAE image processor with AutoImageProcessor)
-from modeling_s2mae.data import eurosat_folder, load_spectral_dataset, to_model_inputs
+from modeling_s2mae.data import load_spectral_dataset, to_model_inputs
 from modeling_s2mae.data.hub_format import SINGLE_LABEL, label_info
-from modeling_s2mae.data.labelled_rasters import labelled_raster_tiles, load_class_names, spatial_split
-from modeling_s2mae.data.training import SampleDataset, split_records
+from modeling_s2mae.data.labelled_rasters import load_class_names, probe_records
+from modeling_s2mae.data.training import SampleDataset
 from modeling_s2mae.data.transforms import SampleTransform
 from modeling_s2mae.probing import POOLINGS, compare_representations
 
@@ -78,22 +78,12 @@ def subset(items: list[Any], limit: int | None, seed: int) -> list[Any]:
 
 def record_splits(args: ProbeArguments) -> tuple[list[dict], list[dict]]:
     """Train / test records of --train_dir (random, per class) or of labelled scenes (spatial blocks)."""
-    if args.train_dir:
-        kwargs = {"band_names": args.band_names} if args.band_names else {}
-        return split_records(
-            eurosat_folder(args.train_dir, **kwargs).records, args.test_fraction, args.seed, by="label"
-        )
-    if len(args.label_raster or []) != len(args.scene_paths):
-        raise ValueError(f"Give one --label_raster per --scene_paths entry, got {args.label_raster}.")
-    names = load_class_names(args.class_names_json) if args.class_names_json else None
-    records = []
-    for scene, labels in zip(args.scene_paths, args.label_raster):
-        found = labelled_raster_tiles(
-            scene, labels, args.tile_size, min_labelled_fraction=args.min_labelled_fraction, class_names=names
-        )
-        logger.info("%s: %d labelled tiles of %d px.", scene, len(found), args.tile_size)
-        records += found.records
-    return spatial_split(records, args.test_fraction, args.seed, block_size=args.block_size)
+    return probe_records(
+        train_dir=args.train_dir, scene_paths=args.scene_paths, label_rasters=args.label_raster,
+        tile_size=args.tile_size, test_fraction=args.test_fraction, seed=args.seed, band_names=args.band_names,
+        class_names=load_class_names(args.class_names_json) if args.class_names_json else None,
+        min_labelled_fraction=args.min_labelled_fraction, block_size=args.block_size,
+    )  # fmt: skip
 
 
 def dataset_splits(args: ProbeArguments, processor: Any) -> tuple[Any, Any]:

@@ -149,3 +149,17 @@ def test_statistics_file_from_the_command_line(sample_data: Path, tmp_path: Path
     processor = build_processor(S2MAEConfig(image_size=32), args, default_scaling="dataset_range")
     assert processor.band_high["B04"] == pytest.approx(statistics.percentile(99.0)["B04"])
     assert np.isfinite(list(processor.band_low.values())).all()
+
+
+def test_pretraining_logs_a_knn_probe_when_a_labelled_set_is_given(sample_data: Path, tmp_path: Path) -> None:
+    output = tmp_path / "probed"
+    run_pretrain.main([
+        *RUN, "--train_dir", str(sample_data / "sentinel2_scene"), "--tile_size", "32", "--output_dir", str(output),
+        "--probe_scene_paths", str(sample_data / "sentinel2_scene"), "--probe_label_raster",
+        str(sample_data / "sentinel2_scene_labels" / "T33UUU_osm_landuse_10m.tif"), "--probe_every_n_steps", "1",
+        "--probe_k", "3", "--logging_steps", "1", "--save_strategy", "steps", "--save_steps", "2",
+    ])  # fmt: skip
+    history = json.loads((output / "checkpoint-2" / "trainer_state.json").read_text())["log_history"]
+    probes = [entry for entry in history if "probe_knn_accuracy" in entry]
+    assert [entry["step"] for entry in probes] == [0, 1, 2]
+    assert all(0.0 <= entry["probe_knn_accuracy"] <= 1.0 for entry in probes)

@@ -266,4 +266,44 @@ def spatial_split(
     return [dict(records[i]) for i in train], [dict(records[i]) for i in sorted(test)]
 
 
-__all__ = ["labelled_raster_tiles", "load_class_names", "spatial_split"]
+def probe_records(
+    *,
+    train_dir: PathLike | None = None,
+    scene_paths: Sequence[RasterSource] | None = None,
+    label_rasters: Sequence[PathLike] | None = None,
+    tile_size: int = 32,
+    test_fraction: float = 0.25,
+    seed: int = 0,
+    band_names: Sequence[str] | None = None,
+    class_names: Mapping[int, str] | None = None,
+    min_labelled_fraction: float = 0.5,
+    block_size: int | None = None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Train / test records of a labelled set for probes: EuroSAT-style class folders (split per class at random) or
+    scenes with one label raster each (tiles labelled by majority class, split by spatial blocks).
+
+    Raises:
+        ValueError: neither or both kinds of source, or not one label raster per scene.
+    """
+    from .builders import eurosat_folder
+    from .training import split_records
+
+    if bool(train_dir) == bool(scene_paths):
+        raise ValueError("Give class folders (train_dir) or scenes with label rasters (scene_paths), not both.")
+    if train_dir:
+        found = eurosat_folder(train_dir, band_names=band_names)
+        return split_records(found.records, test_fraction, seed, by="label")
+    if len(label_rasters or []) != len(scene_paths):
+        raise ValueError(f"Give one label raster per scene: {len(scene_paths)} scenes, label rasters {label_rasters}.")
+    records: list[dict[str, Any]] = []
+    for scene, labels in zip(scene_paths, label_rasters):
+        found = labelled_raster_tiles(
+            scene, labels, tile_size, min_labelled_fraction=min_labelled_fraction, class_names=class_names,
+            band_names=band_names,
+        )  # fmt: skip
+        logger.info("%s: %d labelled tiles of %d px.", scene, len(found), tile_size)
+        records += found.records
+    return spatial_split(records, test_fraction, seed, block_size=block_size)
+
+
+__all__ = ["labelled_raster_tiles", "load_class_names", "probe_records", "spatial_split"]

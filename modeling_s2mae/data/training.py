@@ -103,7 +103,9 @@ def stream_model_inputs(
                 if item is None:
                     continue
                 for key, value in item.items():
-                    output.setdefault(key, []).append(value.numpy() if isinstance(value, torch.Tensor) else value)
+                    if isinstance(value, torch.Tensor):
+                        value = value.item() if value.ndim == 0 else value.numpy()
+                    output.setdefault(key, []).append(value)
         if not output:  # every sample of the batch was rejected: an empty batch with the right columns
             output = {name: [] for name in (features or {"pixel_values": None, "pixel_mask": None})}
         return output
