@@ -26,11 +26,13 @@ from typing import Any
 import numpy as np
 import rasterio
 import torch
+from affine import Affine
 from rasterio.windows import Window
 from tqdm.auto import tqdm
 
 import modeling_s2mae  # noqa: F401  (registers the Auto classes)
 from modeling_s2mae import S2MAEConfig, S2MAEModel
+from modeling_s2mae.data.change_detection import check_same_dates_grid
 from modeling_s2mae.data.raster import raster_info, read_window
 from modeling_s2mae.data.transforms import valid_pixel_mask
 from modeling_s2mae.modeling_s2mae_dense import S2MAEForChangeDetection, S2MAEForSemanticSegmentation
@@ -82,6 +84,8 @@ class ScenePredictor:
         self.dense = isinstance(model, (S2MAEForSemanticSegmentation, S2MAEForChangeDetection))
         if self.change != (len(self.scenes) == 2):
             raise ValueError("A change-detection model needs two scenes (--scene and --scene_2); other models one.")
+        if self.change:
+            check_same_dates_grid(*self.scenes)
         self.scale = 1 if self.dense else model.config.patch_size
 
     def inputs(self, window: Window) -> tuple[list[torch.Tensor], np.ndarray]:
@@ -148,7 +152,7 @@ def predict_scene(
     blended = total / weight_sum.clamp_min(1e-12)  # (K, H / scale, W / scale)
     profile = {
         "driver": "GTiff", "height": height // scale, "width": width // scale, "crs": info.crs,
-        "transform": info.transform * info.transform.scale(scale, scale), "compress": "deflate",
+        "transform": info.transform @ Affine.scale(scale), "compress": "deflate",
     }  # fmt: skip
     if scale == 1:
         invalid = ~valid_any

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 import transformers
 from transformers import HfArgumentParser, TrainingArguments, set_seed
 
