@@ -26,6 +26,8 @@ TASKS: dict[str, str] = {
     "pretraining": "image-feature-extraction",
     "feature-extraction": "image-feature-extraction",
     "image-classification": "image-classification",
+    "semantic-segmentation": "image-segmentation",
+    "change-detection": "image-segmentation",
 }
 """The accepted `task` values and the Hub `pipeline_tag` each one gets."""
 
@@ -48,6 +50,8 @@ _MODEL_CLASS_BY_TASK = {
     "pretraining": "S2MAEForPreTraining",
     "feature-extraction": "S2MAEModel",
     "image-classification": "S2MAEForImageClassification",
+    "semantic-segmentation": "S2MAEForSemanticSegmentation",
+    "change-detection": "S2MAEForChangeDetection",
 }
 _BASE_TAGS = ("remote-sensing", "earth-observation", "multispectral", "masked-autoencoder", "s2mae")
 
@@ -124,6 +128,10 @@ def _model_rows(config: S2MAEConfig, task: str) -> list[tuple[str, str]]:
         ]
     else:
         rows.append(("pooling", f"{config.pooling} over tokens, then LayerNorm"))
+    if task in ("semantic-segmentation", "change-detection"):
+        rows.append(("decoder", f"UPerNet on encoder stages {list(getattr(config, 'out_indices', None) or [])}"))
+        labels = ", ".join(f"{index}: {config.id2label[index]}" for index in sorted(config.id2label))
+        rows.append((f"labels ({config.num_labels})", labels))
     if task == "image-classification":
         rows.append(("problem type", config.problem_type or "inferred from the labels"))
         labels = ", ".join(f"{index}: {config.id2label[index]}" for index in sorted(config.id2label))
@@ -193,6 +201,8 @@ def _quickstart(config: S2MAEConfig, task: str, model_id: str) -> str:
         "pretraining": "AutoModel, AutoModelForPreTraining",
         "feature-extraction": "AutoModel",
         "image-classification": "AutoModelForImageClassification",
+        "semantic-segmentation": "AutoModelForSemanticSegmentation",
+        "change-detection": "AutoModel",
     }[task]
     band_list = ", ".join(json.dumps(name) for name in example_bands)
     code = f"""import numpy as np
@@ -224,6 +234,29 @@ print([model.config.id2label[i] for i, p in enumerate(probabilities.tolist()) if
 best = int(probabilities.argmax())
 print(model.config.id2label[best], float(probabilities[best]))"""
         return code
+    if task == "semantic-segmentation":
+        return (
+            code
+            + """
+model = AutoModelForSemanticSegmentation.from_pretrained(repo_id).eval()
+with torch.no_grad():
+    logits = model(**inputs).logits  # (1, num_labels, H, W)
+class_map = logits.argmax(1)[0]  # (H, W) class ids, names in model.config.id2label"""
+        )
+    if task == "change-detection":
+        return (
+            code.replace(
+                "from transformers import AutoImageProcessor, AutoModel", "from transformers import AutoImageProcessor"
+            )
+            + """
+from modeling_s2mae import S2MAEForChangeDetection
+
+later = processor(image[:, ::-1].copy(), input_band_names=input_band_names, return_tensors="pt")  # the second date
+model = S2MAEForChangeDetection.from_pretrained(repo_id).eval()
+with torch.no_grad():
+    logits = model(pixel_values=inputs["pixel_values"], pixel_values_2=later["pixel_values"]).logits  # (1, 2, H, W)
+change_map = logits.argmax(1)[0]  # (H, W), 1 where it changed"""
+        )
     code += """
 model = AutoModel.from_pretrained(repo_id).eval()
 with torch.no_grad():
@@ -336,8 +369,8 @@ def write_model_card(
         metrics: Evaluation results by metric id, e.g. `{"accuracy": 0.981}`. With exactly one dataset they also
             become `model-index` entries; with several, pass `eval_results` to say which dataset each belongs to.
         eval_results: Explicit `huggingface_hub.EvalResult`s for `model-index` (take precedence over `metrics`).
-        task: "pretraining", "feature-extraction" or "image-classification"; sets the pipeline tag and the quick
-            start.
+        task: "pretraining", "feature-extraction", "image-classification", "semantic-segmentation" or
+            "change-detection"; sets the pipeline tag and the quick start.
         repo_id: Hub id the quick start loads; `None` uses the absolute path of `output_dir`.
         remote_code: Whether the card mentions `trust_remote_code=True`; `None` checks `config.json` in `output_dir`
             for an `auto_map` (see `modeling_s2mae.hub.prepare_for_remote_code`, to call before this).
@@ -429,7 +462,7 @@ def training_summary(
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {sorted(TASKS)}, got {task!r}.")
-    if task == "image-classification":
+    if task in ("image-classification", "semantic-segmentation", "change-detection"):
         opening = f"Fine-tuned from the encoder of `{start_from}`" if start_from else "Trained from scratch"
     else:
         opening = "Pretrained" + (f" starting from `{start_from}`" if start_from else "")

@@ -1,20 +1,24 @@
 """Registration of S2MAE with the Transformers Auto classes (process-wide, idempotent)."""
 
 from transformers import (
+    AutoBackbone,
     AutoConfig,
     AutoImageProcessor,
     AutoModel,
     AutoModelForImageClassification,
     AutoModelForPreTraining,
+    AutoModelForSemanticSegmentation,
 )
 
 from .configuration_s2mae import S2MAEConfig
 from .image_processing_s2mae import S2MAEImageProcessor
 from .modeling_s2mae import S2MAEForImageClassification, S2MAEForPreTraining, S2MAEModel
+from .modeling_s2mae_dense import S2MAEBackbone, S2MAEForSemanticSegmentation
 
 
 def register_auto_classes() -> None:
-    """Register the config, the three models and the image processor under model type "s2mae".
+    """Register the config, the models (`AutoModel`, `AutoModelForPreTraining`, `AutoModelForImageClassification`,
+    `AutoModelForSemanticSegmentation`, `AutoBackbone`) and the image processor under model type "s2mae".
 
     Safe to call more than once (the package calls it at import).
     """
@@ -22,6 +26,8 @@ def register_auto_classes() -> None:
     AutoModel.register(S2MAEConfig, S2MAEModel, exist_ok=True)
     AutoModelForPreTraining.register(S2MAEConfig, S2MAEForPreTraining, exist_ok=True)
     AutoModelForImageClassification.register(S2MAEConfig, S2MAEForImageClassification, exist_ok=True)
+    AutoModelForSemanticSegmentation.register(S2MAEConfig, S2MAEForSemanticSegmentation, exist_ok=True)
+    AutoBackbone.register(S2MAEConfig, S2MAEBackbone, exist_ok=True)
     # the same class under both keys, so that no backend fallback warning is emitted
     AutoImageProcessor.register(
         S2MAEConfig,

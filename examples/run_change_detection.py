@@ -1,0 +1,162 @@
+"""Fine-tune a Siamese S2MAE for change detection (two dates in, a 2-class change map out) with the Trainer.
+
+Data: an OSCD folder (`--oscd_root`: the "Images" and "Train Labels" / "Test Labels" folders side by side; train.txt
+cities for training, test.txt cities for evaluation) or a CSV of `before,after,change` rasters (`--triples_csv`;
+a spatial split holds out `--validation_fraction` of the tiles). Dates with different bands or grids fail early.
+Metrics over the whole evaluation set: precision, recall, F1 and IoU of the change class, overall accuracy
+(`metrics.json`, model card). Change is rare: `--class_weights 1 10` weights the loss. Killing a run and starting it
+again with the same `--output_dir` resumes from the last complete checkpoint.
+
+Example:
+    python examples/run_change_detection.py --model_name_or_path runs/vitb --oscd_root OSCD/ --tile_size 96 \
+        --change_fusion difference --class_weights 1 10 --max_steps 2000 --output_dir runs/oscd
+"""
+
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+from transformers import HfArgumentParser, TrainingArguments, set_seed
+
+from modeling_s2mae.data.builders import load_record
+from modeling_s2mae.data.change_detection import ChangeDetectionTransform, change_triples, oscd_records
+from modeling_s2mae.data.labelled_rasters import spatial_split
+from modeling_s2mae.data.pipeline import SpectralDataArguments, build_processor
+from modeling_s2mae.data.segmentation import IGNORE_INDEX, DenseRecordDataset, collate_dense, pair_from_csv
+from modeling_s2mae.metrics import SegmentationMetrics, argmax_logits
+from modeling_s2mae.model_card import training_summary, write_model_card
+from modeling_s2mae.modeling_s2mae_dense import S2MAEForChangeDetection
+from modeling_s2mae.training import S2MAETrainer, build_config, check_finite_loss, find_resume_checkpoint
+
+logger = logging.getLogger("run_change_detection")
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(default=None, metadata={"help": "An S2MAE checkpoint (folder or Hub id)."})
+    preset: str = field(default="sample", metadata={"help": "Size of a new model: vit-s/b/l/h or sample."})
+    config_overrides: str | None = field(default=None, metadata={"help": "Other fields of a new model's config."})
+    change_fusion: str = field(default="difference", metadata={"help": "difference, concat or both."})
+    out_indices: list[int] | None = field(default=None, metadata={"help": "Encoder stages fed to the decoder."})
+    decode_channels: int = field(default=256, metadata={"help": "Width of the UPerNet decoder."})
+    class_weights: list[float] | None = field(default=None, metadata={"help": "Loss weights (no change, change)."})
+
+
+@dataclass
+class DataArguments(SpectralDataArguments):
+    oscd_root: str | None = field(default=None, metadata={"help": "An OSCD folder (images and labels folders)."})
+    triples_csv: str | None = field(default=None, metadata={"help": "CSV with before,after,change columns."})
+    change_values: list[int] = field(default_factory=lambda: [1], metadata={"help": "Change-raster change values."})
+    validation_fraction: float = field(default=0.2, metadata={"help": "Triples: share of tiles held out."})
+
+
+def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, TrainingArguments]:
+    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        return parser.parse_json_file(os.path.abspath(argv[0]))
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(
+        args=["--output_dir", "outputs/s2mae-change-detection", *argv]
+    )
+    if bool(data_args.oscd_root) == bool(data_args.triples_csv):
+        raise ValueError("Give either --oscd_root or --triples_csv.")
+    if data_args.tile_size is None:
+        raise ValueError("Give --tile_size: the two dates are cut into tiles of the model's input size.")
+    training_args.remove_unused_columns = False
+    training_args.ddp_find_unused_parameters = False
+    training_args.dataloader_pin_memory = torch.cuda.is_available()
+    return model_args, data_args, training_args
+
+
+def build_records(data_args: DataArguments, seed: int) -> tuple[list, list]:
+    size, stride = data_args.tile_size, data_args.tile_stride
+    if data_args.oscd_root:
+        return oscd_records(data_args.oscd_root, "train", size, stride).records, oscd_records(
+            data_args.oscd_root, "test", size, stride
+        ).records
+    triples = pair_from_csv(data_args.triples_csv, ("before", "after", "change"))
+    records = change_triples(triples, size, stride, change_values=data_args.change_values).records
+    if data_args.validation_fraction > 0:
+        return spatial_split(records, data_args.validation_fraction, seed)
+    return records, []
+
+
+def load_model(model_args: ModelArguments, image_size: int) -> S2MAEForChangeDetection:
+    settings: dict[str, Any] = {
+        "change_fusion": model_args.change_fusion,
+        "decode_channels": model_args.decode_channels,
+        "class_weights": model_args.class_weights,
+        "semantic_loss_ignore_index": IGNORE_INDEX,
+    }
+    if model_args.out_indices:
+        settings["out_indices"] = model_args.out_indices
+    if model_args.model_name_or_path is None:
+        config = build_config(model_args.preset, model_args.config_overrides, image_size=image_size)
+        config.update(settings)
+        return S2MAEForChangeDetection(config)
+    model = S2MAEForChangeDetection.from_pretrained(model_args.model_name_or_path, **settings)
+    if model.config.image_size != image_size:
+        model.resize_position_embeddings(image_size=image_size)
+    return model
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    model_args, data_args, training_args = parse_arguments(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    transformers.utils.logging.set_verbosity_warning()
+    set_seed(training_args.seed)
+    train, evaluation = build_records(data_args, training_args.seed)
+    if not train:
+        raise ValueError("No training tiles: check the data folders and --tile_size.")
+    model = load_model(model_args, data_args.tile_size)
+    samples = (load_record(record) for record in train[: data_args.statistics_max_samples])
+    processor = build_processor(
+        model.config, data_args, checkpoint=model_args.model_name_or_path, statistics_samples=samples
+    )
+    evaluation_set = DenseRecordDataset(evaluation, ChangeDetectionTransform(processor)) if evaluation else None
+    if evaluation_set is None:
+        training_args.eval_strategy = "no"
+    metrics_fn = SegmentationMetrics(["no change", "change"], ignore_index=IGNORE_INDEX, change_class=1)
+    trainer = S2MAETrainer(
+        model=model, args=training_args,
+        train_dataset=DenseRecordDataset(train, ChangeDetectionTransform(processor, augment=data_args.augment)),
+        eval_dataset=evaluation_set, data_collator=collate_dense, processing_class=processor,
+        compute_metrics=metrics_fn, preprocess_logits_for_metrics=argmax_logits,
+    )  # fmt: skip
+    resume = training_args.resume_from_checkpoint or find_resume_checkpoint(training_args.output_dir)
+    metrics: dict[str, Any] = dict(trainer.train(resume_from_checkpoint=resume).metrics)
+    metrics["train_steps"] = trainer.state.global_step
+    metrics["num_train_tiles"], metrics["num_eval_tiles"] = len(train), len(evaluation)
+    if evaluation_set is not None:
+        metrics.update(trainer.evaluate())
+        check_finite_loss(metrics)
+    trainer.save_model()
+    if trainer.is_world_process_zero():
+        output_dir = Path(training_args.output_dir)
+        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        names = ("change_precision", "change_recall", "change_f1", "change_iou", "overall_accuracy")
+        card_metrics = {name: metrics[f"eval_{name}"] for name in names if f"eval_{name}" in metrics}
+        summary = training_summary(
+            training_args, task="change-detection", data=data_args.oscd_root or data_args.triples_csv,
+            steps=metrics["train_steps"], script="examples/run_change_detection.py",
+            start_from=model_args.model_name_or_path,
+            details=[f"fusion {model_args.change_fusion}", f"{len(train)} training / {len(evaluation)} eval tiles"],
+        )  # fmt: skip
+        write_model_card(
+            output_dir, model.config, processor, model_name=output_dir.name, training_summary=summary,
+            task="change-detection", metrics=card_metrics or None,
+        )  # fmt: skip
+        print(f"Done: model, processor, metrics.json and model card in {output_dir}")
+    return metrics
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except ValueError as error:
+        sys.exit(f"error: {error}")

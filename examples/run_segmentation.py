@@ -1,0 +1,211 @@
+"""Fine-tune S2MAE for semantic segmentation (UPerNet decoder) with the Transformers Trainer.
+
+Data: scenes (`--scene_paths`, each a multi-band file or a folder of per-band files) with one label raster each on
+the same grid (`--label_paths`), or a CSV with `image,label` columns (`--pairs_csv`); both are cut into
+`--tile_size` tiles together (grids checked: a clear error when CRS, transform or size differ). Label values in
+`--ignore_values` (and the label rasters' nodata) are unlabelled; pixels without valid image data too: both are left
+out of the loss and the metrics. Validation tiles are a spatial split (blocks, no training tile touching a test tile).
+Metrics over the whole evaluation set: mIoU, per-class IoU, overall accuracy (`metrics.json`, model card).
+
+With no data arguments it fine-tunes a tiny model on the 384 px T33UUU crop in `sample_data/sentinel2_scene` with its
+OpenStreetMap land-use labels for a few steps. Killing a run and starting it again with the same `--output_dir`
+resumes from the last complete checkpoint.
+
+Example:
+    python examples/run_segmentation.py --model_name_or_path runs/vitb --scene_paths scene/ \
+        --label_paths osm.tif --class_names_file classes.json --tile_size 128 --max_steps 2000 --output_dir runs/seg
+"""
+
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+from transformers import HfArgumentParser, TrainingArguments, set_seed
+
+from modeling_s2mae import S2MAEConfig
+from modeling_s2mae.data.builders import load_record
+from modeling_s2mae.data.labelled_rasters import load_class_names, spatial_split
+from modeling_s2mae.data.pipeline import SpectralDataArguments, build_processor
+from modeling_s2mae.data.segmentation import (
+    IGNORE_INDEX,
+    DenseRecordDataset,
+    DenseTransform,
+    collate_dense,
+    label_values_in,
+    pair_from_csv,
+    segmentation_tiles,
+)
+from modeling_s2mae.metrics import SegmentationMetrics, argmax_logits
+from modeling_s2mae.model_card import training_summary, write_model_card
+from modeling_s2mae.modeling_s2mae_dense import S2MAEForSemanticSegmentation
+from modeling_s2mae.training import S2MAETrainer, build_config, check_finite_loss, find_resume_checkpoint
+
+logger = logging.getLogger("run_segmentation")
+
+SAMPLE_DATA = Path(__file__).resolve().parent.parent / "sample_data"
+SAMPLE_RUN_DEFAULTS = [
+    "--output_dir", "outputs/s2mae-segmentation-sample",
+    "--scene_paths", str(SAMPLE_DATA / "sentinel2_scene"),
+    "--label_paths", str(SAMPLE_DATA / "sentinel2_scene_labels" / "T33UUU_osm_landuse_10m.tif"),
+    "--class_names_file", str(SAMPLE_DATA / "sentinel2_scene_labels" / "T33UUU_osm_landuse_classes.json"),
+    "--tile_size", "64",
+    "--image_size", "64",
+    "--config_overrides", "hidden_size=64,num_hidden_layers=4,num_attention_heads=4,intermediate_size=128",
+    "--max_steps", "10",
+    "--per_device_train_batch_size", "4",
+    "--learning_rate", "1e-3",
+    "--save_strategy", "no",
+    "--dataloader_num_workers", "0",
+]  # fmt: skip
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(default=None, metadata={"help": "An S2MAE checkpoint (folder or Hub id)."})
+    preset: str = field(default="sample", metadata={"help": "Size of a new model: vit-s/b/l/h or sample."})
+    image_size: int | None = field(default=None, metadata={"help": "Input size (default: --tile_size)."})
+    config_overrides: str | None = field(default=None, metadata={"help": "Other fields of a new model's config."})
+    out_indices: list[int] | None = field(default=None, metadata={"help": "Encoder stages fed to the decoder."})
+    spectral_merge: str = field(default="mean", metadata={"help": "mean or concat (spectral groups -> one map)."})
+    decode_channels: int = field(default=256, metadata={"help": "Width of the UPerNet decoder."})
+    class_weights: list[float] | None = field(default=None, metadata={"help": "Loss weight of each class."})
+
+
+@dataclass
+class DataArguments(SpectralDataArguments):
+    label_paths: list[str] | None = field(default=None, metadata={"help": "One label raster per --scene_paths."})
+    pairs_csv: str | None = field(default=None, metadata={"help": "CSV with image,label columns."})
+    class_names_file: str | None = field(default=None, metadata={"help": 'JSON {"1": "forest", ...}.'})
+    class_values: list[int] | None = field(default=None, metadata={"help": "Label values of the classes."})
+    ignore_values: list[int] = field(default_factory=lambda: [0], metadata={"help": "Unlabelled label values."})
+    min_labelled_fraction: float = field(default=0.1, metadata={"help": "Least labelled share of a tile."})
+    validation_fraction: float = field(default=0.2, metadata={"help": "Share of tiles held out (spatial split)."})
+
+
+def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, TrainingArguments]:
+    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        return parser.parse_json_file(os.path.abspath(argv[0]))
+    sample_run = not any(arg.split("=")[0] in ("--scene_paths", "--pairs_csv") for arg in argv)
+    defaults = SAMPLE_RUN_DEFAULTS if sample_run else ["--output_dir", "outputs/s2mae-segmentation"]
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=defaults + argv)
+    if data_args.tile_size is None:
+        raise ValueError("Give --tile_size: scenes are cut into tiles of the model's input size.")
+    if bool(data_args.scene_paths) == bool(data_args.pairs_csv):
+        raise ValueError("Give either --scene_paths with --label_paths, or --pairs_csv.")
+    if data_args.scene_paths and len(data_args.label_paths or []) != len(data_args.scene_paths):
+        raise ValueError("Give one --label_paths raster per --scene_paths scene, in the same order.")
+    training_args.remove_unused_columns = False
+    training_args.ddp_find_unused_parameters = False
+    training_args.dataloader_pin_memory = torch.cuda.is_available()
+    return model_args, data_args, training_args
+
+
+def build_data(data_args: DataArguments, seed: int) -> tuple[list, list, list[int], list[str]]:
+    """(train records, eval records, class values, class names)."""
+    if data_args.pairs_csv:
+        pairs = pair_from_csv(data_args.pairs_csv)
+    else:
+        pairs = list(zip(data_args.scene_paths, data_args.label_paths))
+    records = segmentation_tiles(
+        pairs, data_args.tile_size, data_args.tile_stride, ignore_values=data_args.ignore_values,
+        min_labelled_fraction=data_args.min_labelled_fraction, band_names=data_args.input_band_names,
+    ).records  # fmt: skip
+    if len(records) < 2:
+        raise ValueError(f"Only {len(records)} labelled tile(s): use smaller tiles or more scenes.")
+    values = data_args.class_values or label_values_in(records, data_args.ignore_values)
+    names_by_value = load_class_names(data_args.class_names_file) if data_args.class_names_file else {}
+    names = [names_by_value.get(value, str(value)) for value in values]
+    if data_args.validation_fraction > 0:
+        train, evaluation = spatial_split(records, data_args.validation_fraction, seed)
+    else:
+        train, evaluation = records, []
+    return train, evaluation, values, names
+
+
+def load_model(model_args: ModelArguments, image_size: int, names: list[str]) -> S2MAEForSemanticSegmentation:
+    settings: dict[str, Any] = {
+        "num_labels": len(names),
+        "id2label": dict(enumerate(names)),
+        "label2id": {name: index for index, name in enumerate(names)},
+        "spectral_merge": model_args.spectral_merge,
+        "decode_channels": model_args.decode_channels,
+        "class_weights": model_args.class_weights,
+        "semantic_loss_ignore_index": IGNORE_INDEX,
+    }
+    if model_args.out_indices:
+        settings["out_indices"] = model_args.out_indices
+    if model_args.model_name_or_path is None:
+        config = build_config(model_args.preset, model_args.config_overrides, image_size=image_size)
+        config.update(settings)
+        return S2MAEForSemanticSegmentation(config)
+    model = S2MAEForSemanticSegmentation.from_pretrained(model_args.model_name_or_path, **settings)
+    if model.config.image_size != image_size:
+        model.resize_position_embeddings(image_size=image_size)
+    return model
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    model_args, data_args, training_args = parse_arguments(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    transformers.utils.logging.set_verbosity_warning()
+    set_seed(training_args.seed)
+    train, evaluation, class_values, names = build_data(data_args, training_args.seed)
+    image_size = model_args.image_size or data_args.tile_size
+    model = load_model(model_args, image_size, names)
+    config: S2MAEConfig = model.config
+    samples = (load_record(record) for record in train[: data_args.statistics_max_samples])
+    processor = build_processor(
+        config, data_args, checkpoint=model_args.model_name_or_path, statistics_samples=samples
+    )
+    transform = DenseTransform(processor, class_values, ignore_values=data_args.ignore_values)
+    train_transform = DenseTransform(
+        processor, class_values, ignore_values=data_args.ignore_values, augment=data_args.augment
+    )
+    evaluation_set = DenseRecordDataset(evaluation, transform) if evaluation else None
+    if evaluation_set is None:
+        training_args.eval_strategy = "no"
+    metrics_fn = SegmentationMetrics(names, ignore_index=IGNORE_INDEX)
+    trainer = S2MAETrainer(
+        model=model, args=training_args, train_dataset=DenseRecordDataset(train, train_transform),
+        eval_dataset=evaluation_set, data_collator=collate_dense, processing_class=processor,
+        compute_metrics=metrics_fn, preprocess_logits_for_metrics=argmax_logits,
+    )  # fmt: skip
+    resume = training_args.resume_from_checkpoint or find_resume_checkpoint(training_args.output_dir)
+    metrics: dict[str, Any] = dict(trainer.train(resume_from_checkpoint=resume).metrics)
+    metrics["train_steps"] = trainer.state.global_step
+    metrics["num_train_tiles"], metrics["num_eval_tiles"] = len(train), len(evaluation)
+    if evaluation_set is not None:
+        metrics.update(trainer.evaluate())
+        check_finite_loss(metrics)
+        metrics["eval_per_class_iou"] = metrics_fn.per_class_iou
+    trainer.save_model()
+    if trainer.is_world_process_zero():
+        output_dir = Path(training_args.output_dir)
+        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        card_metrics = {k: metrics[f"eval_{k}"] for k in ("mean_iou", "overall_accuracy") if f"eval_{k}" in metrics}
+        summary = training_summary(
+            training_args, task="semantic-segmentation", data=", ".join(data_args.scene_paths or [data_args.pairs_csv]),
+            steps=metrics["train_steps"], script="examples/run_segmentation.py",
+            start_from=model_args.model_name_or_path,
+            details=[f"{len(names)} classes", f"{len(train)} training / {len(evaluation)} evaluation tiles"],
+        )  # fmt: skip
+        write_model_card(
+            output_dir, config, processor, model_name=output_dir.name, training_summary=summary,
+            task="semantic-segmentation", metrics=card_metrics or None,
+        )  # fmt: skip
+        print(f"Done: model, processor, metrics.json and model card in {output_dir}")
+    return metrics
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except ValueError as error:
+        sys.exit(f"error: {error}")
