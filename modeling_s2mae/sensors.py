@@ -190,7 +190,7 @@ _SENTINEL2_L2A = {
 
 
 def _sensor(name: str, description: str, bands: Sequence[Band] | dict[str, Band], default: Sequence[str], **kw):
-    table = dict(bands) if isinstance(bands, dict) else {band.name: band for band in bands}
+    table = bands if isinstance(bands, dict) else {band.name: band for band in bands}
     return Sensor(name, description, table, tuple(default), **kw)
 
 
