@@ -342,9 +342,10 @@ def nearest_bands(
 
 def known_band_wavelengths(band_names: Sequence[str]) -> tuple[list[float], list[float]] | None:
     """(centre wavelengths, bandwidths) in nm from the registry for names that identify their bands without a
-    sensor: Sentinel-2 names ("B04", "B8A"; Sentinel-2A values). None for any other names (Landsat "B1".."B7" are
-    ambiguous between TM, ETM+ and OLI: use `get_sensor(...).wavelengths(names)`)."""
-    names = [canonical_band_name(name) for name in band_names]
+    sensor: Sentinel-2 names spelled exactly ("B04", "B8A"; Sentinel-2A values). None for any other names: "B4" is
+    not taken for "B04" here, since Landsat "B1".."B7" are other bands, ambiguous between TM, ETM+ and OLI (use
+    `get_sensor(...).wavelengths(names)`)."""
+    names = list(band_names)
     if not names or not is_sentinel2(names):
         return None
     return [SENTINEL2[n].wavelength_nm for n in names], [SENTINEL2[n].bandwidth_nm for n in names]

@@ -263,6 +263,14 @@ def wavelength_from_description(description: str | None) -> float | None:
     return float(match.group(1)) * wavelength_unit_factor(match.group(2))
 
 
+def _envi_fwhm(envi: dict[str, str], count: int, factor: float) -> list[float] | None:
+    """The ENVI header's `fwhm = {...}` in nm (in the wavelength units), or None when absent or of another length."""
+    if "fwhm" not in envi:
+        return None
+    widths = [value * factor for value in parse_envi_list(envi["fwhm"])]
+    return widths if len(widths) == count else None
+
+
 def read_wavelengths(dataset: DatasetReader) -> tuple[list[float] | None, list[float] | None]:
     """Centre wavelengths and bandwidths (nm) of every band of an open raster, from its metadata, else None.
 
@@ -278,14 +286,15 @@ def read_wavelengths(dataset: DatasetReader) -> tuple[list[float] | None, list[f
     count = dataset.count
     indexes = range(1, count + 1)
     try:
+        envi = dataset.tags(ns="ENVI") if "ENVI" in dataset.tag_namespaces() else {}
         tags = [dataset.tags(i) for i in indexes]
         if all("wavelength" in t for t in tags):
             values = [float(t["wavelength"]) for t in tags]
-            factor = wavelength_unit_factor(
-                tags[0].get("wavelength_units") or dataset.tags().get("wavelength_units"), values
-            )
-            widths = [float(t["fwhm"]) * factor for t in tags] if all("fwhm" in t for t in tags) else None
-            return [v * factor for v in values], widths
+            units = tags[0].get("wavelength_units") or dataset.tags().get("wavelength_units")
+            factor = wavelength_unit_factor(units, values)
+            if all("fwhm" in t for t in tags):
+                return [v * factor for v in values], [float(t["fwhm"]) * factor for t in tags]
+            return [v * factor for v in values], _envi_fwhm(envi, count, factor)
         if "IMAGERY" in dataset.tag_namespaces(1):
             imagery = [dataset.tags(i, ns="IMAGERY") for i in indexes]
             if all("CENTRAL_WAVELENGTH_UM" in t for t in imagery):
@@ -293,17 +302,12 @@ def read_wavelengths(dataset: DatasetReader) -> tuple[list[float] | None, list[f
                 if all("FWHM_UM" in t for t in imagery):
                     widths = [float(t["FWHM_UM"]) * 1000.0 for t in imagery]
                 return [float(t["CENTRAL_WAVELENGTH_UM"]) * 1000.0 for t in imagery], widths
-        envi = dataset.tags(ns="ENVI") if "ENVI" in dataset.tag_namespaces() else {}
         if "wavelength" in envi:
             values = parse_envi_list(envi["wavelength"])
             if len(values) != count:
                 raise ValueError(f"the ENVI header lists {len(values)} wavelengths for {count} bands")
             factor = wavelength_unit_factor(envi.get("wavelength_units"), values)
-            widths = None
-            if "fwhm" in envi:
-                widths = [v * factor for v in parse_envi_list(envi["fwhm"])]
-                widths = widths if len(widths) == count else None
-            return [v * factor for v in values], widths
+            return [v * factor for v in values], _envi_fwhm(envi, count, factor)
     except ValueError as error:
         raise RasterReadError(f"{dataset.name}: unreadable wavelength metadata ({error}).") from error
     from_descriptions = [wavelength_from_description(d) for d in dataset.descriptions]
