@@ -268,8 +268,9 @@ def get_sensor(name: str) -> Sensor:
 
 
 def estimate_bandwidths(wavelengths_nm: Sequence[float]) -> list[float]:
-    """Bandwidths (nm) estimated from band spacing: for each band, the mean distance to its neighbours in
-    wavelength (the usual FWHM ~ sampling interval of imaging spectrometers). A single band gets 0.
+    """Bandwidths (nm) estimated from band spacing: for each band, the distance to its nearest neighbour in
+    wavelength (the usual FWHM ~ sampling interval of imaging spectrometers; the nearer side, so that a gap such as
+    a removed water-absorption region does not widen the bands beside it). A single band gets 0.
 
     Args:
         wavelengths_nm: C centre wavelengths, in any order.
@@ -288,7 +289,7 @@ def estimate_bandwidths(wavelengths_nm: Sequence[float]) -> list[float]:
             gaps.append(values[index] - values[order[rank - 1]])
         if rank + 1 < len(order):
             gaps.append(values[order[rank + 1]] - values[index])
-        widths[index] = sum(gaps) / len(gaps)
+        widths[index] = min(gaps)
     return widths
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from modeling_s2mae import S2MAEConfig, S2MAEForPreTraining, S2MAEModel
+from modeling_s2mae.hyperspectral import bin_bands_by_wavelength, check_token_budget, token_budget
 from modeling_s2mae.position_embeddings import (
     group_wavelengths,
     interpolate_spectral_by_wavelength,
@@ -75,8 +76,8 @@ def test_config_wavelength_table_equals_the_registry():
 
 def test_hyperspectral_sensor_and_estimated_bandwidths():
     sensor = hyperspectral_sensor([400.0, 410.0, 430.0])
-    assert sensor.bandwidths() == [10.0, 15.0, 20.0]
-    assert estimate_bandwidths([430.0, 400.0, 410.0]) == [20.0, 10.0, 15.0]  # any order
+    assert sensor.bandwidths() == [10.0, 10.0, 20.0]  # the nearest neighbour's distance
+    assert estimate_bandwidths([430.0, 400.0, 410.0]) == [20.0, 10.0, 10.0]  # any order
     assert list(sensor.bands) == ["band_000", "band_001", "band_002"]
     with pytest.raises(ValueError, match="positive numbers"):
         hyperspectral_sensor([400.0, -1.0])
@@ -289,3 +290,29 @@ def test_198_band_forward_backward_at_a_small_size():
     )
     native(pixels).loss.backward()
     assert time.perf_counter() - start < 3.0
+
+
+def test_token_budget_and_clear_error_before_out_of_memory():
+    config = S2MAEConfig()  # ViT-B, 128 px, p = 8, s = 3
+    budget = token_budget(config, num_bands=198)
+    assert (budget.num_groups, budget.num_tokens) == (66, 16_896)  # the count
+    assert budget.attention_bytes == 12 * 16_896**2 * 4
+    assert token_budget(config, num_bands=198, masked=True).num_visible_tokens == 1689
+    assert token_budget(config).num_tokens == 1024
+    with pytest.raises(ValueError, match=r"16896 tokens.*spectral_patch_size=7 gives 29 groups.*to 96 bands"):
+        check_token_budget(config, num_bands=198, max_tokens=8192)
+    with pytest.raises(ValueError, match="over the limit of 1.0 GiB"):
+        check_token_budget(config, num_bands=12, batch_size=64, memory_bytes=2**30)
+    assert check_token_budget(config, num_bands=12).num_tokens == 1024
+
+
+def test_binning_by_wavelength():
+    wavelengths = [400.0, 410.0, 420.0, 1000.0, 1010.0, 2400.0]  # a gap: empty bins are dropped
+    pixels = torch.arange(6.0).reshape(1, 6, 1, 1).expand(2, 6, 2, 2)
+    binned, centres, widths = bin_bands_by_wavelength(pixels, wavelengths, bin_width_nm=100.0)
+    assert binned.shape == (2, 3, 2, 2)
+    assert binned[0, :, 0, 0].tolist() == [1.0, 3.5, 5.0]
+    assert centres == [410.0, 1005.0, 2400.0] and widths[0] == pytest.approx(30.0)
+    assert bin_bands_by_wavelength(pixels[0], wavelengths, num_bins=2)[0].shape == (2, 2, 2)
+    with pytest.raises(ValueError, match="exactly one"):
+        bin_bands_by_wavelength(pixels, wavelengths)
