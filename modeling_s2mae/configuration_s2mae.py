@@ -5,13 +5,21 @@ needed to rebuild the model and to prepare its input (band names and order inclu
 """
 
 import copy
+import math
 from typing import Any, Literal
 
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
 from .masking import MaskingStrategy, num_kept_tokens
-from .sensors import EUROSAT_MS_BANDS, SENTINEL2_13_BANDS, SENTINEL2_BANDS, SENTINEL2_WAVELENGTHS_NM
+from .sensors import (
+    EUROSAT_MS_BANDS,
+    SENTINEL2_13_BANDS,
+    SENTINEL2_BANDS,
+    SENTINEL2_WAVELENGTHS_NM,
+    get_sensor,
+    known_band_wavelengths,
+)
 
 S2MAE_PRESETS: dict[str, dict[str, int]] = {
     "vit-s": {"hidden_size": 384, "num_hidden_layers": 12, "num_attention_heads": 6, "intermediate_size": 1536},
@@ -32,11 +40,17 @@ class S2MAEConfig(PreTrainedConfig):
     Args:
         image_size: Side of the square input in pixels; must be divisible by `patch_size`.
         patch_size: Spatial side p of a cube (pixels).
-        spectral_patch_size: Bands s per cube; `num_channels` must be divisible by it.
+        spectral_patch_size: Bands s per cube; `num_channels` must be divisible by it unless `spectral_padding` is
+            "repeat".
         num_channels: Number of bands C. Defaults to `len(band_names)`.
         band_names: Names of the bands, in the order `pixel_values` carries them (default: 12 Sentinel-2 bands,
             B10 dropped). The image processor maps a file's bands onto this order by name.
-        band_wavelengths: Optional centre wavelengths in nanometres, one per band.
+        band_wavelengths: Centre wavelengths in nanometres, one per band. Filled from the sensor registry
+            (`modeling_s2mae.sensors`) when every band is a Sentinel-2 band, or from `sensor`.
+        band_bandwidths: Bandwidths (FWHM) in nanometres, one per band; filled like `band_wavelengths`. Without
+            them the band spacing stands in (`sensors.estimate_bandwidths`).
+        sensor: Optional registry name of the sensor of `band_names` (e.g. "landsat7_etm", see `sensors.SENSORS`),
+            used to fill `band_wavelengths` / `band_bandwidths`.
         hidden_size, num_hidden_layers, num_attention_heads, intermediate_size: Encoder width, depth, heads and
             MLP width.
         hidden_act: MLP activation (exact GELU by default).
@@ -51,8 +65,18 @@ class S2MAEConfig(PreTrainedConfig):
         masking_strategy: "random" (uniform over all L cubes, the paper's default), "tube" (the same spatial
             locations hidden in every spectral group) or "spectral" (whole spectral groups hidden).
         position_embedding_type: "separable" (learnable spatial (h*w, D) + spectral (G, D) tables, the default),
-            "joint" (one learnable (L, D) table, the layout of fine-tuned original classifiers) or "sincos"
-            (fixed separable sin-cos tables).
+            "joint" (one learnable (L, D) table, the layout of fine-tuned original classifiers), "sincos"
+            (fixed separable sin-cos tables) or "wavelength" (learnable spatial table + spectral positions computed
+            from each group's centre wavelength and extent: runs on any band set by wavelength; needs
+            `band_wavelengths`).
+        wavelength_projection: With "wavelength" positions, follow the fixed sin-cos of wavelength by a learnable
+            map x + x W + b (W, b start at zero).
+        wavelength_check: What to do when an input's band wavelengths fall outside the range the model was built
+            for, or when another band count comes without wavelengths to an index-table model: "warn" (default),
+            "error" or "ignore".
+        spectral_padding: A band count not divisible by `spectral_patch_size`: "error" (default) or "repeat"
+            (complete the last spectral group by repeating the last band; the repeats are left out of the
+            reconstruction loss and of the group's centre wavelength). Bands are never cropped.
         norm_pix_loss: Normalise each target cube by its own mean and std before the MSE.
         pooling: "mean" over all tokens, or "mean_skip_first" (tokens 1..L-1, for parity with original
             fine-tuned classifiers).
@@ -69,6 +93,8 @@ class S2MAEConfig(PreTrainedConfig):
     num_channels: int | None = None
     band_names: list[str] | tuple[str, ...] | None = None
     band_wavelengths: list[float | int] | tuple[float | int, ...] | None = None
+    band_bandwidths: list[float | int] | tuple[float | int, ...] | None = None
+    sensor: str | None = None
     hidden_size: int = 768
     num_hidden_layers: int = 12
     num_attention_heads: int = 12
@@ -86,7 +112,10 @@ class S2MAEConfig(PreTrainedConfig):
     decoder_intermediate_size: int = 2048
     mask_ratio: float | int = 0.9
     masking_strategy: MaskingStrategy = "random"
-    position_embedding_type: Literal["separable", "joint", "sincos"] = "separable"
+    position_embedding_type: Literal["separable", "joint", "sincos", "wavelength"] = "separable"
+    wavelength_projection: bool = False
+    wavelength_check: Literal["warn", "error", "ignore"] = "warn"
+    spectral_padding: Literal["error", "repeat"] = "error"
     norm_pix_loss: bool = False
     pooling: Literal["mean", "mean_skip_first"] = "mean"
     use_final_layernorm: bool = True
@@ -101,12 +130,31 @@ class S2MAEConfig(PreTrainedConfig):
             else:
                 self.band_names = [f"band_{index:02d}" for index in range(self.num_channels)]
         self.band_names = list(self.band_names)
-        if self.band_wavelengths is not None:
-            self.band_wavelengths = [float(value) for value in self.band_wavelengths]
+        self._fill_wavelengths()
         if self.num_channels is None:
             self.num_channels = len(self.band_names)
         self._check_consistency()
         super().__post_init__(**kwargs)
+
+    def _fill_wavelengths(self) -> None:
+        """Wavelengths and bandwidths from the sensor registry (never a copy of its tables) when not given."""
+        if self.band_wavelengths is None:
+            if self.sensor is not None:
+                sensor = get_sensor(self.sensor)
+                self.band_wavelengths = sensor.wavelengths(self.band_names)
+                if self.band_bandwidths is None:
+                    self.band_bandwidths = sensor.bandwidths(self.band_names)
+            elif (known := known_band_wavelengths(self.band_names)) is not None:
+                self.band_wavelengths = known[0]
+                if self.band_bandwidths is None:
+                    self.band_bandwidths = known[1]
+        elif self.band_bandwidths is None and (known := known_band_wavelengths(self.band_names)) is not None:
+            if [float(v) for v in self.band_wavelengths] == known[0]:
+                self.band_bandwidths = known[1]
+        if self.band_wavelengths is not None:
+            self.band_wavelengths = [float(value) for value in self.band_wavelengths]
+        if self.band_bandwidths is not None:
+            self.band_bandwidths = [float(value) for value in self.band_bandwidths]
 
     def _check_consistency(self) -> None:
         """Raise a `ValueError` naming the field for every combination the model cannot be built with.
@@ -127,15 +175,40 @@ class S2MAEConfig(PreTrainedConfig):
             raise ValueError(
                 f"band_wavelengths has {len(self.band_wavelengths)} values but there are {self.num_channels} bands."
             )
+        if self.band_bandwidths is not None:
+            if self.band_wavelengths is None:
+                raise ValueError("band_bandwidths is set but band_wavelengths is not: give both (nm, one per band).")
+            if len(self.band_bandwidths) != self.num_channels:
+                raise ValueError(
+                    f"band_bandwidths has {len(self.band_bandwidths)} values but there are {self.num_channels} bands."
+                )
+        for what in ("band_wavelengths", "band_bandwidths"):
+            values = getattr(self, what)
+            if values is not None and not all(math.isfinite(v) and v >= 0 for v in values):
+                raise ValueError(f"{what} must be finite non-negative numbers in nanometres, got {values}.")
+        if self.band_wavelengths is not None and min(self.band_wavelengths) <= 0:
+            raise ValueError(f"band_wavelengths must be positive (nm), got {self.band_wavelengths}.")
+        if self.position_embedding_type == "wavelength":
+            if self.band_wavelengths is None:
+                raise ValueError(
+                    "position_embedding_type='wavelength' needs band_wavelengths (centre wavelengths in nm, one per "
+                    f"band of {self.band_names}): pass band_wavelengths=[...] or sensor='landsat7_etm' (see "
+                    "modeling_s2mae.sensors.SENSORS), or use Sentinel-2 band names."
+                )
+            for width in (self.hidden_size, self.decoder_hidden_size):
+                if width % 2 != 0:
+                    raise ValueError(f"wavelength position embeddings need even widths, got {width}.")
         for name in ("image_size", "patch_size", "spectral_patch_size", "hidden_size", "num_attention_heads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
-        if self.num_channels % self.spectral_patch_size != 0:
+        if self.num_channels % self.spectral_patch_size != 0 and self.spectral_padding != "repeat":
             raise ValueError(
                 f"num_channels ({self.num_channels}) is not divisible by spectral_patch_size "
-                f"({self.spectral_patch_size}). S2MAE never crops bands silently: choose a spectral_patch_size that "
-                "divides the band count, or select / pad bands in the image processor."
+                f"({self.spectral_patch_size}). S2MAE never crops bands silently: set spectral_padding='repeat' "
+                "(the last group is completed by repeating the last band, masked out of the loss), choose a "
+                "spectral_patch_size that divides the band count, or select bands in the image processor."
             )
+
         if self.image_size % self.patch_size != 0:
             raise ValueError(
                 f"image_size ({self.image_size}) is not divisible by patch_size ({self.patch_size}); "
@@ -159,8 +232,8 @@ class S2MAEConfig(PreTrainedConfig):
 
     @property
     def num_spectral_groups(self) -> int:
-        """G = C / s, the number of spectral groups."""
-        return self.num_channels // self.spectral_patch_size
+        """G = ceil(C / s), the number of spectral groups (C / s unless `spectral_padding="repeat"` pads)."""
+        return -(-self.num_channels // self.spectral_patch_size)
 
     @property
     def grid_size(self) -> int:

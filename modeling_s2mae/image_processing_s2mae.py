@@ -29,7 +29,7 @@ from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 from transformers.utils import TensorType, logging
 
 from .configuration_s2mae import S2MAEConfig
-from .sensors import EUROSAT_MS_BANDS, SENTINEL2_13_BANDS, SENTINEL2_BANDS
+from .sensors import EUROSAT_MS_BANDS, SENTINEL2_13_BANDS, SENTINEL2_BANDS, known_band_wavelengths
 
 logger = logging.get_logger(__name__)
 
@@ -229,6 +229,8 @@ class S2MAEImageProcessor(BaseImageProcessor):
         resample: str | None = None,
         scaling: str | None = None,
         return_tensors: str | TensorType | None = None,
+        input_band_wavelengths: Sequence[float] | None = None,
+        input_band_bandwidths: Sequence[float] | None = None,
     ) -> BatchFeature:
         r"""Select bands by name, scale, resize and mask a batch of multispectral images.
 
@@ -246,11 +248,17 @@ class S2MAEImageProcessor(BaseImageProcessor):
             resample: Interpolation mode, one of `RESAMPLE_MODES`.
             scaling: One of `SCALING_METHODS`.
             return_tensors: "pt" (torch tensors), "np" (numpy arrays) or `None` (lists of per-image arrays).
+            input_band_wavelengths: Centre wavelength (nm) of each of the C_in input bands (e.g.
+                `RasterSample.band_wavelengths`); selected with the bands. Without it, Sentinel-2 band names take
+                the sensor registry's values.
+            input_band_bandwidths: Bandwidth (FWHM, nm) of each input band, with `input_band_wavelengths`.
 
         Returns:
             `BatchFeature` with
             - `pixel_values`: (B, C, size, size) float32, bands in `band_names` order; 0 at invalid pixels.
             - `pixel_mask`: (B, size, size) int64, 1 where the pixel is valid in all bands, 0 otherwise.
+            - `band_wavelengths`, `band_bandwidths`: (B, C) float32 in nm, in `band_names` order, when known; pass
+              them to the model (`model(**inputs)`) to place the bands by wavelength.
 
         Raises:
             ValueError: wrong ndim, empty input, unsupported dtype, band count that does not match the band names,
@@ -284,13 +292,42 @@ class S2MAEImageProcessor(BaseImageProcessor):
         pixel_values = torch.cat(pixel_values)  # (B, C, size, size)
         pixel_mask = torch.cat(pixel_masks)  # (B, size, size)
 
-        if return_tensors == "pt":
-            data = {"pixel_values": pixel_values, "pixel_mask": pixel_mask}
-        elif return_tensors == "np":
-            data = {"pixel_values": pixel_values.numpy(), "pixel_mask": pixel_mask.numpy()}
-        else:
-            data = {"pixel_values": list(pixel_values.numpy()), "pixel_mask": list(pixel_mask.numpy())}
+        data = {"pixel_values": pixel_values, "pixel_mask": pixel_mask}
+        spectral = self._band_wavelengths(
+            input_band_names, band_indices.tolist(), input_band_wavelengths, input_band_bandwidths, num_input_bands
+        )
+        for key, values in zip(("band_wavelengths", "band_bandwidths"), spectral):
+            if values is not None:
+                data[key] = torch.tensor(values, dtype=torch.float32).expand(len(pixel_values), -1)  # (B, C)
+        if return_tensors == "np":
+            data = {key: value.numpy() for key, value in data.items()}
+        elif return_tensors is None:
+            data = {key: list(value.numpy()) for key, value in data.items()}
         return BatchFeature(data=data, tensor_type=return_tensors)
+
+    def _band_wavelengths(
+        self,
+        input_band_names: list[str] | None,
+        band_indices: list[int],
+        wavelengths: Sequence[float] | None,
+        bandwidths: Sequence[float] | None,
+        num_input_bands: int,
+    ) -> tuple[list[float] | None, list[float] | None]:
+        """Wavelengths and bandwidths (nm) of the output bands: the input's, selected like the bands, else the
+        sensor registry's for Sentinel-2 names, else (None, None)."""
+        if wavelengths is None:
+            if bandwidths is not None:
+                raise ValueError("input_band_bandwidths was given without input_band_wavelengths: pass both.")
+            known = known_band_wavelengths(self.band_names)
+            return (None, None) if known is None else known
+        for what, values in (("input_band_wavelengths", wavelengths), ("input_band_bandwidths", bandwidths)):
+            if values is not None and len(values) != num_input_bands:
+                raise ValueError(
+                    f"{what} has {len(values)} values for {num_input_bands} input bands "
+                    f"({input_band_names}): give one value in nm per input band, in the input's order."
+                )
+        picked = [float(wavelengths[i]) for i in band_indices]
+        return picked, None if bandwidths is None else [float(bandwidths[i]) for i in band_indices]
 
     def _band_indices(self, input_band_names: list[str] | None) -> list[int]:
         """Positions in the input of the model's bands, in the model's order."""

@@ -19,7 +19,14 @@ from transformers.utils import ModelOutput
 
 from .configuration_s2mae import S2MAEConfig
 from .masking import mask_tokens, num_kept_tokens, token_noise
-from .position_embeddings import S2MAEPositionEmbeddings
+from .position_embeddings import (
+    S2MAEPositionEmbeddings,
+    WavelengthsLike,
+    band_validity,
+    pad_bands_by_repetition,
+    padded_band_count,
+    prepare_band_wavelengths,
+)
 
 
 @dataclass
@@ -81,8 +88,13 @@ class BlockDims:
         return cls(config.decoder_hidden_size, config.decoder_num_attention_heads, config.decoder_intermediate_size)
 
 
-def check_pixel_values(pixel_values: torch.Tensor, config: S2MAEConfig, interpolate_pos_encoding: bool) -> None:
-    """Raise a `ValueError` saying what was expected when `pixel_values` cannot be cut into the model's cubes."""
+def check_pixel_values(
+    pixel_values: torch.Tensor, config: S2MAEConfig, interpolate_pos_encoding: bool, by_wavelength: bool = False
+) -> None:
+    """Raise a `ValueError` saying what was expected when `pixel_values` cannot be cut into the model's cubes.
+
+    `by_wavelength`: the input's band wavelengths are given, so another band count is placed by wavelength.
+    """
     if not isinstance(pixel_values, torch.Tensor):
         raise ValueError(f"pixel_values must be a torch.Tensor of shape (B, C, H, W), got {type(pixel_values)}.")
     if pixel_values.ndim != 4:
@@ -96,19 +108,21 @@ def check_pixel_values(pixel_values: torch.Tensor, config: S2MAEConfig, interpol
             "Use S2MAEImageProcessor to scale raw digital numbers."
         )
     _, bands, height, width = pixel_values.shape
-    if bands % config.spectral_patch_size != 0:
+    if bands % config.spectral_patch_size != 0 and config.spectral_padding != "repeat":
         raise ValueError(
-            f"pixel_values has {bands} bands, not divisible by spectral_patch_size {config.spectral_patch_size}."
+            f"pixel_values has {bands} bands, not divisible by spectral_patch_size {config.spectral_patch_size}. "
+            "Bands are never cropped: set config.spectral_padding='repeat' to complete the last group by repeating "
+            "the last band, or select bands with S2MAEImageProcessor."
         )
     if height % config.patch_size != 0 or width % config.patch_size != 0:
         raise ValueError(f"Image size {height}x{width} is not divisible by patch_size {config.patch_size}.")
     if interpolate_pos_encoding:
         return
-    if bands != config.num_channels:
+    if bands != config.num_channels and not by_wavelength:
         raise ValueError(
             f"pixel_values has {bands} bands but the model expects {config.num_channels} ({config.band_names}). "
-            "Select the bands by name with S2MAEImageProcessor(input_band_names=...), or pass "
-            "interpolate_pos_encoding=True to run on another band count."
+            "Select the bands by name with S2MAEImageProcessor(input_band_names=...), or pass the input's "
+            "band_wavelengths (nm) to place another band set by wavelength."
         )
     if height != config.image_size or width != config.image_size:
         raise ValueError(
@@ -171,17 +185,27 @@ class S2MAEEmbeddings(nn.Module):
         noise: torch.Tensor | None = None,
         mask_ratio: float | None = None,
         interpolate_pos_encoding: bool = False,
+        band_wavelengths: WavelengthsLike | None = None,
+        band_bandwidths: WavelengthsLike | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-        """Returns (tokens (B, L or K, D), mask (B, L) | None, ids_restore (B, L) | None, ids_keep (B, K) | None)."""
-        check_pixel_values(pixel_values, self.config, interpolate_pos_encoding)
+        """Returns (tokens (B, L or K, D), mask (B, L) | None, ids_restore (B, L) | None, ids_keep (B, K) | None).
+
+        `band_wavelengths` / `band_bandwidths`: (C,) or (B, C) in nm, see `prepare_band_wavelengths`. A band
+        count not divisible by s is completed by repeating the last band (`config.spectral_padding="repeat"`).
+        """
+        check_pixel_values(pixel_values, self.config, interpolate_pos_encoding, band_wavelengths is not None)
         batch_size, bands, height, width = pixel_values.shape
+        wavelengths, bandwidths = prepare_band_wavelengths(
+            self.config, bands, band_wavelengths, band_bandwidths, interpolate_pos_encoding
+        )
+        pixel_values = pad_bands_by_repetition(pixel_values, self.config.spectral_patch_size)  # (B, C', H, W)
         grid = (
-            bands // self.config.spectral_patch_size,
+            pixel_values.shape[1] // self.config.spectral_patch_size,
             height // self.config.patch_size,
             width // self.config.patch_size,
         )
         embeddings = self.cube_embeddings(pixel_values)  # (B, L, D)
-        embeddings = embeddings + self.position_embeddings(grid, interpolate_pos_encoding)
+        embeddings = embeddings + self.position_embeddings(grid, interpolate_pos_encoding, wavelengths, bandwidths)
         if not apply_masking:
             return embeddings, None, None, None
         ratio = self.config.mask_ratio if mask_ratio is None else mask_ratio
@@ -387,34 +411,56 @@ class S2MAEPreTrainedModel(PreTrainedModel):
         elif isinstance(module, S2MAEDecoder):
             init.normal_(module.mask_token, std=self.config.initializer_range)
 
-    def resize_position_embeddings(self, image_size: int | None = None, band_names: list[str] | None = None) -> None:
-        """Adapt the model in place to another image size and/or band list, interpolating the position tables
-        (bicubic over space, linear over spectral groups) of the encoder and, if present, the decoder.
+    def resize_position_embeddings(
+        self,
+        image_size: int | None = None,
+        band_names: list[str] | None = None,
+        band_wavelengths: list[float] | None = None,
+        band_bandwidths: list[float] | None = None,
+    ) -> None:
+        """Adapt the model in place to another image size and/or band list: the spatial tables are interpolated
+        (bicubic); spectral tables are placed by wavelength when both band sets' wavelengths are known (from the
+        arguments, or the sensor registry for Sentinel-2 names), else interpolated linearly over group index.
 
-        The config is updated, so a model saved afterwards loads natively at the new size. Use it to fine-tune or to
-        continue pretraining (progressive pretraining) at another resolution or on another sensor's bands.
+        The config is updated (its wavelengths too), so a model saved afterwards loads natively at the new size.
+        Use it to fine-tune or to continue pretraining (progressive pretraining) at another resolution or on
+        another sensor's bands.
 
         Args:
             image_size: New square input size in pixels (a multiple of `patch_size`).
-            band_names: New band list; its length must be a multiple of `spectral_patch_size`.
+            band_names: New band list; its length must be a multiple of `spectral_patch_size` (unless
+                `spectral_padding="repeat"`).
+            band_wavelengths: Centre wavelengths (nm) of `band_names`.
+            band_bandwidths: Bandwidths (nm) of `band_names`.
         """
         config = self.config
-        values = config.to_dict()
+        values = {k: v for k, v in config.to_dict().items() if k in S2MAEConfig.__dataclass_fields__}
         if image_size is not None:
             values["image_size"] = image_size
         if band_names is not None:
-            values.update(band_names=list(band_names), num_channels=len(band_names), band_wavelengths=None)
-        S2MAEConfig(**{k: v for k, v in values.items() if k in S2MAEConfig.__dataclass_fields__})  # validates
+            values.update(
+                band_names=list(band_names),
+                num_channels=len(band_names),
+                band_wavelengths=band_wavelengths,
+                band_bandwidths=band_bandwidths,
+                sensor=None,
+            )
+        elif band_wavelengths is not None or band_bandwidths is not None:
+            raise ValueError("Give band_wavelengths / band_bandwidths together with the band_names they describe.")
+        checked = S2MAEConfig(**values)  # validates, and fills wavelengths from the registry
         if image_size is not None:
             config.image_size = image_size
+        new_wavelengths, new_bandwidths = config.band_wavelengths, config.band_bandwidths
         if band_names is not None:
-            config.band_wavelengths = None
+            new_wavelengths, new_bandwidths = checked.band_wavelengths, checked.band_bandwidths
+            config.band_wavelengths, config.band_bandwidths = new_wavelengths, new_bandwidths
+            config.sensor = None
             config.num_channels = len(band_names)
             config.band_names = list(band_names)
         grid = (config.num_spectral_groups, config.grid_size, config.grid_size)
         for module in self.modules():
             if isinstance(module, S2MAEPositionEmbeddings):
-                module.resize(grid)
+                module.resize(grid, new_wavelengths, new_bandwidths)
 
     @property
     def num_layers_for_decay(self) -> int:
@@ -511,6 +557,8 @@ class S2MAEModel(S2MAEPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        band_wavelengths: WavelengthsLike | None = None,
+        band_bandwidths: WavelengthsLike | None = None,
     ) -> S2MAEModelOutput | tuple:
         r"""Encode `pixel_values`.
 
@@ -525,13 +573,16 @@ class S2MAEModel(S2MAEPreTrainedModel):
             output_attentions: Return per-layer attention maps (eager attention only).
             output_hidden_states: Return the embedding output and every layer's output.
             return_dict: Return a `S2MAEModelOutput` (default) or a tuple.
+            band_wavelengths: (C,) or (B, C) centre wavelengths in nm of the input's bands (from the image
+                processor or `sensors.get_sensor(...).wavelengths()`): places another band set by wavelength.
+            band_bandwidths: (C,) or (B, C) FWHM in nm, with `band_wavelengths` (estimated from the spacing if None).
         """
         output_attentions, output_hidden_states, return_dict = self._resolve_output_flags(
             output_attentions, output_hidden_states, return_dict
         )
         apply_masking = apply_masking or noise is not None
         embeddings, mask, ids_restore, ids_keep = self.embeddings(
-            pixel_values, apply_masking, noise, mask_ratio, interpolate_pos_encoding
+            pixel_values, apply_masking, noise, mask_ratio, interpolate_pos_encoding, band_wavelengths, band_bandwidths
         )
         hidden_states, all_hidden, all_attentions = self.encoder(embeddings, output_attentions, output_hidden_states)
         sequence_output = self.layernorm(hidden_states)
@@ -540,7 +591,8 @@ class S2MAEModel(S2MAEPreTrainedModel):
         if self.pooler is not None:
             token_weights = None
             if pixel_mask is not None:
-                num_groups = pixel_values.shape[1] // self.config.spectral_patch_size
+                num_groups = padded_band_count(pixel_values.shape[1], self.config.spectral_patch_size)
+                num_groups //= self.config.spectral_patch_size
                 token_weights = token_weights_from_pixel_mask(pixel_mask, num_groups, self.config.patch_size)
                 if ids_keep is not None:
                     token_weights = torch.gather(token_weights, 1, ids_keep)
@@ -575,8 +627,13 @@ class S2MAEDecoder(nn.Module):
         ids_restore: torch.Tensor,
         grid: tuple[int, int, int],
         interpolate_pos_encoding: bool = False,
+        band_wavelengths: torch.Tensor | None = None,
+        band_bandwidths: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """latent (B, K, D), ids_restore (B, L), grid (G, h, w) -> logits (B, L, s * p * p)."""
+        """latent (B, K, D), ids_restore (B, L), grid (G, h, w) -> logits (B, L, s * p * p).
+
+        `band_wavelengths` / `band_bandwidths`: (N, C) nm, as prepared by `prepare_band_wavelengths`, or None.
+        """
         hidden_states = self.decoder_embed(latent)  # (B, K, Dd)
         batch_size, num_visible, width = hidden_states.shape
         num_tokens = ids_restore.shape[1]
@@ -584,7 +641,9 @@ class S2MAEDecoder(nn.Module):
         hidden_states = torch.cat([hidden_states, mask_tokens], dim=1)  # (B, L, Dd), shuffled order
         index = ids_restore.unsqueeze(-1).expand(batch_size, num_tokens, width)
         hidden_states = torch.gather(hidden_states, 1, index)  # (B, L, Dd), token order
-        hidden_states = hidden_states + self.position_embeddings(grid, interpolate_pos_encoding)
+        hidden_states = hidden_states + self.position_embeddings(
+            grid, interpolate_pos_encoding, band_wavelengths, band_bandwidths
+        )
         hidden_states, _, _ = self.decoder_layers(hidden_states)
         return self.decoder_pred(self.decoder_norm(hidden_states))  # (B, L, s * p * p)
 
@@ -623,7 +682,8 @@ class S2MAEForPreTraining(S2MAEPreTrainedModel):
         """
         s, p = self.config.spectral_patch_size, self.config.patch_size
         height, width = image_size if image_size is not None else (self.config.image_size,) * 2
-        bands = num_channels if num_channels is not None else self.config.num_channels
+        num_bands = num_channels if num_channels is not None else self.config.num_channels
+        bands = padded_band_count(num_bands, s)  # the repeats of spectral_padding="repeat" are dropped at the end
         batch_size, num_tokens, cube_dim = cubes.shape
         grid = (bands // s, height // p, width // p)
         if num_tokens != grid[0] * grid[1] * grid[2] or cube_dim != s * p * p:
@@ -632,10 +692,15 @@ class S2MAEForPreTraining(S2MAEPreTrainedModel):
                 f"(expected (B, {grid[0] * grid[1] * grid[2]}, {s * p * p})); pass image_size / num_channels."
             )
         pixels = cubes.reshape(batch_size, *grid, s, p, p).permute(0, 1, 4, 2, 5, 3, 6)  # (B, G, s, h, p, w, p)
-        return pixels.reshape(batch_size, bands, height, width)
+        return pixels.reshape(batch_size, bands, height, width)[:, :num_bands]
 
     def forward_loss(
-        self, pixel_values: torch.Tensor, logits: torch.Tensor, mask: torch.Tensor, pixel_mask: torch.Tensor | None
+        self,
+        pixel_values: torch.Tensor,
+        logits: torch.Tensor,
+        mask: torch.Tensor,
+        pixel_mask: torch.Tensor | None,
+        band_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Mean squared error over the hidden cubes.
 
@@ -645,6 +710,8 @@ class S2MAEForPreTraining(S2MAEPreTrainedModel):
             mask: (B, L), 1 for hidden tokens.
             pixel_mask: (B, H, W) or None; invalid pixels are left out of the error, and a cube with no valid
                 pixel is left out of the mean.
+            band_mask: (C,) bool or None; False marks the repeats added by `spectral_padding="repeat"`, left out
+                of the error.
         """
         target = self.patchify(pixel_values)
         if self.config.norm_pix_loss:
@@ -652,12 +719,17 @@ class S2MAEForPreTraining(S2MAEPreTrainedModel):
             var = target.var(dim=-1, keepdim=True)
             target = (target - mean) / (var + 1.0e-6) ** 0.5
         squared_error = (logits.float() - target.float()) ** 2  # (B, L, s * p * p)
-        if pixel_mask is None:
+        if pixel_mask is None and band_mask is None:
             token_loss = squared_error.mean(dim=-1)  # (B, L)
             weights = mask
         else:
-            bands = pixel_values.shape[1]
-            valid = self.patchify(pixel_mask[:, None].to(target.dtype).expand(-1, bands, -1, -1))  # (B, L, s*p*p)
+            batch_size, bands, height, width = pixel_values.shape
+            valid = torch.ones(batch_size, bands, height, width, dtype=target.dtype, device=target.device)
+            if pixel_mask is not None:
+                valid = valid * pixel_mask[:, None].to(target.dtype)
+            if band_mask is not None:
+                valid = valid * band_mask.to(valid)[None, :, None, None]
+            valid = self.patchify(valid)  # (B, L, s*p*p)
             valid_count = valid.sum(dim=-1)
             token_loss = (squared_error * valid).sum(dim=-1) / valid_count.clamp(min=1)
             weights = mask * (valid_count > 0)
@@ -677,6 +749,8 @@ class S2MAEForPreTraining(S2MAEPreTrainedModel):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         return_loss: bool = True,
+        band_wavelengths: WavelengthsLike | None = None,
+        band_bandwidths: WavelengthsLike | None = None,
     ) -> S2MAEForPreTrainingOutput | tuple:
         r"""Mask, encode the visible cubes, decode all of them, and score the hidden ones.
 
@@ -687,6 +761,7 @@ class S2MAEForPreTraining(S2MAEPreTrainedModel):
             mask_ratio: Override of `config.mask_ratio` for this call.
             interpolate_pos_encoding: Accept another image size or band count.
             return_loss: Compute the loss (Trainer reads this argument to report `eval_loss`).
+            band_wavelengths, band_bandwidths: (C,) or (B, C) nm of the input's bands, see `S2MAEModel.forward`.
         """
         output_attentions, output_hidden_states, return_dict = self._resolve_output_flags(
             output_attentions, output_hidden_states, return_dict
@@ -700,15 +775,21 @@ class S2MAEForPreTraining(S2MAEPreTrainedModel):
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
             return_dict=True,
+            band_wavelengths=band_wavelengths,
+            band_bandwidths=band_bandwidths,
         )
         _, bands, height, width = pixel_values.shape
-        grid = (
-            bands // self.config.spectral_patch_size,
-            height // self.config.patch_size,
-            width // self.config.patch_size,
+        s = self.config.spectral_patch_size
+        wavelengths, bandwidths = prepare_band_wavelengths(
+            self.config, bands, band_wavelengths, band_bandwidths, interpolate_pos_encoding, check=False
         )
-        logits = self.decoder(outputs.last_hidden_state, outputs.ids_restore, grid, interpolate_pos_encoding)
-        loss = self.forward_loss(pixel_values, logits, outputs.mask, pixel_mask) if return_loss else None
+        band_mask = band_validity(bands, s, pixel_values.device) if bands % s else None
+        pixel_values = pad_bands_by_repetition(pixel_values, s)  # (B, C', H, W), C' = ceil(C / s) * s
+        grid = (pixel_values.shape[1] // s, height // self.config.patch_size, width // self.config.patch_size)
+        logits = self.decoder(
+            outputs.last_hidden_state, outputs.ids_restore, grid, interpolate_pos_encoding, wavelengths, bandwidths
+        )
+        loss = self.forward_loss(pixel_values, logits, outputs.mask, pixel_mask, band_mask) if return_loss else None
 
         output = S2MAEForPreTrainingOutput(
             loss=loss,
@@ -795,6 +876,8 @@ class S2MAEForImageClassification(S2MAEPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        band_wavelengths: WavelengthsLike | None = None,
+        band_bandwidths: WavelengthsLike | None = None,
     ) -> ImageClassifierOutput | tuple:
         r"""Classify `pixel_values` (B, C, H, W).
 
@@ -802,6 +885,7 @@ class S2MAEForImageClassification(S2MAEPreTrainedModel):
             labels: (B,) class ids (single-label), (B, num_labels) multi-hot floats (multi-label) or (B,) floats
                 (regression).
             pixel_mask: (B, H, W), 1 for valid pixels; tokens are weighted by their valid fraction when pooling.
+            band_wavelengths, band_bandwidths: (C,) or (B, C) nm of the input's bands, see `S2MAEModel.forward`.
 
         Returns:
             `ImageClassifierOutput` with `logits` (B, num_labels) and `loss` when labels are given.
@@ -816,6 +900,8 @@ class S2MAEForImageClassification(S2MAEPreTrainedModel):
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
             return_dict=True,
+            band_wavelengths=band_wavelengths,
+            band_bandwidths=band_bandwidths,
         )
         logits = self.classifier(self.dropout(outputs.pooler_output))  # (B, num_labels)
         loss = self.compute_loss(logits, labels) if labels is not None else None

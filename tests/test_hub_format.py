@@ -90,7 +90,17 @@ def test_layout_and_card(eurosat_hub: Path, eurosat_records: RecordSet) -> None:
         {"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}
     ]
     features = {feature["name"]: feature for feature in metadata["dataset_info"]["features"]}
-    assert list(features) == ["id", "image", "band_names", "nodata", "crs", "transform", "label"]
+    assert list(features) == [
+        "id",
+        "image",
+        "band_names",
+        "nodata",
+        "crs",
+        "transform",
+        "band_wavelengths",
+        "band_bandwidths",
+        "label",
+    ]
     assert features["image"]["dtype"] == "binary"
     assert features["label"]["dtype"]["class_label"]["names"] == {"0": "AnnualCrop", "1": "Forest"}
     assert metadata["dataset_info"]["splits"][0]["num_examples"] == 6

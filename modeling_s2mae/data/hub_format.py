@@ -17,6 +17,8 @@ One row per sample:
 | `nodata`     | float64 or null            | the nodata value (also in the GeoTIFF), null when none             |
 | `crs`        | string or null             | "EPSG:32633" or WKT (also in the GeoTIFF), null when none          |
 | `transform`  | list of 6 float64          | affine (a, b, c, d, e, f) of the pixels (also in the GeoTIFF)      |
+| `band_wavelengths` | list of float64 or null | centre wavelength (nm) of each band (also GeoTIFF band metadata), null when unknown |
+| `band_bandwidths`  | list of float64 or null | bandwidth (FWHM, nm) of each band, null when unknown              |
 | `label`      | ClassLabel (int64)         | single-label datasets only; -1 for an unlabeled row                |
 | `labels`     | list of ClassLabel (int64) | multi-label datasets only; sorted indices of the present classes   |
 
@@ -51,7 +53,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.io import MemoryFile
 
 from .builders import load_record
-from .raster import PathLike, RasterReadError, RasterSample
+from .raster import PathLike, RasterReadError, RasterSample, read_wavelengths
 from .samples import Sample
 
 if TYPE_CHECKING:  # `datasets` is imported where it is used: importing it costs a second or two
@@ -88,6 +90,10 @@ MAX_DECODED_BYTES = 512 * 2**20
 
 BASE_COLUMNS: tuple[str, ...] = ("id", "image", "band_names", "nodata", "crs", "transform")
 """Columns every dataset of this format has."""
+
+WAVELENGTH_COLUMNS: tuple[str, ...] = ("band_wavelengths", "band_bandwidths")
+"""Wavelength columns (nm), written by this version; datasets written before them load without them (the GeoTIFF's
+band metadata is then read)."""
 
 LABEL_COLUMNS: tuple[str, ...] = ("label", "labels")
 """`label` (single-label) or `labels` (multi-label); a dataset has at most one of them."""
@@ -150,6 +156,8 @@ def hub_features(problem_type: str | None = None, label_names: Sequence[str] | N
         "nodata": Value("float64"),
         "crs": Value("string"),
         "transform": List(Value("float64"), length=6),
+        "band_wavelengths": List(Value("float64")),
+        "band_bandwidths": List(Value("float64")),
     }
     if problem_type is not None:
         if not label_names:
@@ -167,7 +175,8 @@ def hub_features(problem_type: str | None = None, label_names: Sequence[str] | N
 def encode_geotiff(sample: RasterSample) -> bytes:
     """Encode a sample as an in-memory GeoTIFF: all bands, same dtype and values, lossless DEFLATE.
 
-    The CRS, transform and nodata are kept, and the band names are written as the band descriptions.
+    The CRS, transform and nodata are kept, the band names are written as the band descriptions, and known
+    wavelengths / bandwidths as each band's `wavelength`, `fwhm` and `wavelength_units` ("Nanometers") metadata.
 
     Raises:
         ValueError: for a dtype GeoTIFF cannot store (e.g. bool) or another GDAL failure.
@@ -195,6 +204,11 @@ def encode_geotiff(sample: RasterSample) -> bytes:
                     dataset.write(array)
                     for index, name in enumerate(sample.band_names, start=1):
                         dataset.set_band_description(index, name)
+                        if sample.band_wavelengths is not None:
+                            tags = {"wavelength": repr(sample.band_wavelengths[index - 1])}
+                            if sample.band_bandwidths is not None:
+                                tags["fwhm"] = repr(sample.band_bandwidths[index - 1])
+                            dataset.update_tags(index, wavelength_units="Nanometers", **tags)
                 return memory_file.read()
     except (RasterioError, TypeError, ValueError) as error:
         raise ValueError(
@@ -224,6 +238,8 @@ def sample_to_row(
         "nodata": None if sample.nodata is None else float(sample.nodata),
         "crs": None if sample.crs is None else sample.crs.to_string(),
         "transform": [float(value) for value in tuple(sample.transform)[:6]],
+        "band_wavelengths": None if sample.band_wavelengths is None else [float(v) for v in sample.band_wavelengths],
+        "band_bandwidths": None if sample.band_bandwidths is None else [float(v) for v in sample.band_bandwidths],
     }
     if label is not None:
         row["label"] = int(label)
@@ -236,7 +252,8 @@ def decode_row(row: Mapping[str, Any]) -> RasterSample:
     """Decode the GeoTIFF of a row into a `RasterSample` of shape (C, H, W) in the stored dtype.
 
     Band names are the row's `band_names`, checked against the GeoTIFF's band descriptions; nodata, CRS and
-    transform come from the GeoTIFF. `source` is `[row id]`.
+    transform come from the GeoTIFF; wavelengths from the row's `band_wavelengths` / `band_bandwidths`, else the
+    GeoTIFF's band metadata (`read_wavelengths`). `source` is `[row id]`.
 
     Raises:
         RasterReadError (a ValueError): naming the row id, when `image` is missing or not a readable GeoTIFF, or its
@@ -260,6 +277,7 @@ def decode_row(row: Mapping[str, Any]) -> RasterSample:
                 array = dataset.read()
                 descriptions = list(dataset.descriptions)
                 nodata, transform, crs = dataset.nodata, dataset.transform, dataset.crs
+                file_wavelengths, file_widths = read_wavelengths(dataset)
     except RasterioError as error:
         raise RasterReadError(
             f"Row {row_id!r}: the 'image' bytes ({len(data)} bytes) are not a readable GeoTIFF ({error}); the row is "
@@ -274,14 +292,21 @@ def decode_row(row: Mapping[str, Any]) -> RasterSample:
         raise RasterReadError(
             f"Row {row_id!r}: band_names {list(band_names)} differ from the GeoTIFF's band descriptions {descriptions}."
         )
-    return RasterSample(
-        array=array,
-        band_names=list(band_names),
-        nodata=nodata,
-        transform=Affine(*transform[:6]),
-        crs=CRS.from_user_input(crs) if crs is not None else None,
-        source=[str(row_id)],
-    )
+    wavelengths = row.get("band_wavelengths") or file_wavelengths
+    widths = row.get("band_bandwidths") or (file_widths if not row.get("band_wavelengths") else None)
+    try:
+        return RasterSample(
+            array=array,
+            band_names=list(band_names),
+            nodata=nodata,
+            transform=Affine(*transform[:6]),
+            crs=CRS.from_user_input(crs) if crs is not None else None,
+            source=[str(row_id)],
+            band_wavelengths=None if wavelengths is None else [float(v) for v in wavelengths],
+            band_bandwidths=None if widths is None else [float(v) for v in widths],
+        )
+    except ValueError as error:
+        raise RasterReadError(f"Row {row_id!r}: {error}") from error
 
 
 def _item_parts(item: Any, index: int, split: str) -> tuple[str, Callable[[], RasterSample], dict[str, Any]]:
@@ -863,6 +888,7 @@ def to_model_inputs(
 
 __all__ = [
     "BASE_COLUMNS",
+    "WAVELENGTH_COLUMNS",
     "DEFAULT_ROWS_PER_SHARD",
     "FORMAT_NAME",
     "FORMAT_VERSION",

@@ -41,6 +41,7 @@ from ..sensors import (
     SENTINEL2_RESOLUTIONS_M,
     band_positions,
     canonical_band_name,
+    known_band_wavelengths,
 )
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,32 @@ that can point at other files or URLs: a file's bytes choose nothing but pixels.
 
 SIDECAR_SUFFIX = ".bands.json"
 """A file `<raster file name>.bands.json` next to a raster, holding `{"band_names": [...]}`, names its bands."""
+
+_UNIT_FACTORS_NM: dict[str, float] = {
+    "nm": 1.0,
+    "nanometer": 1.0,
+    "nanometers": 1.0,
+    "nanometre": 1.0,
+    "nanometres": 1.0,
+    "um": 1000.0,
+    "µm": 1000.0,
+    "μm": 1000.0,
+    "micron": 1000.0,
+    "microns": 1000.0,
+    "micrometer": 1000.0,
+    "micrometers": 1000.0,
+    "micrometre": 1000.0,
+    "micrometres": 1000.0,
+    "mm": 1e6,
+    "millimeter": 1e6,
+    "millimeters": 1e6,
+}
+"""Wavelength units (as ENVI headers, GDAL metadata and band descriptions spell them) -> nanometres."""
+
+_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_DESCRIPTION_WAVELENGTH = re.compile(
+    rf"({_NUMBER})\s*(nanomet(?:er|re)s?|nm|micromet(?:er|re)s?|microns?|um|µm|μm)\b", re.IGNORECASE
+)
 
 _BAND_TOKEN = re.compile(r"(?:^|[_\-.])(B(?:0?[1-9]|1[0-2]|8A))(?=[_\-.]|$)", re.IGNORECASE)
 
@@ -82,6 +109,10 @@ class RasterSample:
         crs: Coordinate reference system, or None for a raster without georeference.
         source: The file paths the pixels come from.
         window: The window read, in pixels of the grid the source was read on (None for the whole grid).
+        band_wavelengths: Centre wavelength in nm of each band (from the file's metadata: ENVI header, GDAL band
+            metadata or descriptions such as "399.37 Nanometers"; else the sensor registry for Sentinel-2 names),
+            or None when unknown.
+        band_bandwidths: Bandwidth (FWHM) in nm of each band, or None when unknown.
     """
 
     array: np.ndarray
@@ -91,12 +122,16 @@ class RasterSample:
     crs: CRS | None
     source: list[str]
     window: Window | None = None
+    band_wavelengths: list[float] | None = None
+    band_bandwidths: list[float] | None = None
 
     def __post_init__(self) -> None:
         if self.array.ndim != 3:
             raise ValueError(f"RasterSample.array must have shape (C, H, W), got shape {self.array.shape}.")
         if len(self.band_names) != self.array.shape[0]:
             raise ValueError(f"{len(self.band_names)} band names for an array with {self.array.shape[0]} bands.")
+        _check_band_values(self.band_wavelengths, self.array.shape[0], "band_wavelengths")
+        _check_band_values(self.band_bandwidths, self.array.shape[0], "band_bandwidths")
 
     @property
     def height(self) -> int:
@@ -127,7 +162,22 @@ class RasterSample:
             ValueError: if a requested band is not in this sample.
         """
         indices = band_positions(band_names, self.band_names)
-        return replace(self, array=self.array[indices], band_names=[self.band_names[i] for i in indices])
+        return replace(
+            self,
+            array=self.array[indices],
+            band_names=[self.band_names[i] for i in indices],
+            band_wavelengths=None if self.band_wavelengths is None else [self.band_wavelengths[i] for i in indices],
+            band_bandwidths=None if self.band_bandwidths is None else [self.band_bandwidths[i] for i in indices],
+        )
+
+
+def _check_band_values(values: list[float] | None, count: int, what: str) -> None:
+    if values is None:
+        return
+    if len(values) != count:
+        raise ValueError(f"{len(values)} {what} for {count} bands: give one value in nm per band, or None.")
+    if not all(math.isfinite(v) and v >= 0 for v in values):
+        raise ValueError(f"{what} must be finite non-negative numbers in nm, got {values}.")
 
 
 @dataclass
@@ -143,6 +193,7 @@ class RasterInfo:
         nodata: Common nodata value, or None.
         source: The file paths.
         resolutions: Native pixel size (x, y) of each file.
+        band_wavelengths, band_bandwidths: As in `RasterSample` (nm), or None when unknown.
     """
 
     band_names: list[str]
@@ -154,6 +205,8 @@ class RasterInfo:
     nodata: float | None
     source: list[str]
     resolutions: list[tuple[float, float]] = field(default_factory=list)
+    band_wavelengths: list[float] | None = None
+    band_bandwidths: list[float] | None = None
 
     @property
     def resolution(self) -> tuple[float, float]:
@@ -163,6 +216,104 @@ class RasterInfo:
 
 normalize_band_name = canonical_band_name
 """Spell a Sentinel-2 band name the canonical way ("B4" / "b04" -> "B04", "b8a" -> "B8A"); others unchanged."""
+
+
+def wavelength_unit_factor(units: str | None, values: Sequence[float] = ()) -> float:
+    """The factor that turns wavelengths in `units` into nanometres.
+
+    Units missing or "Unknown" (common in ENVI headers) are inferred from the values: all below 30 means
+    micrometres (visible to thermal infrared is 0.4-14 µm), otherwise nanometres; the guess is logged.
+
+    Raises:
+        ValueError: for units that are not lengths (e.g. "Wavenumber", "GHz", "Index"): convert them first.
+    """
+    key = (units or "").strip().lower()
+    if key in _UNIT_FACTORS_NM:
+        return _UNIT_FACTORS_NM[key]
+    if key in ("", "unknown"):
+        factor = 1000.0 if values and max(values) < 30 else 1.0
+        logger.info("Wavelength units %r: taken as %s from the values.", units, "µm" if factor > 1 else "nm")
+        return factor
+    raise ValueError(
+        f"Wavelength units {units!r} are not a length; expected one of {sorted(_UNIT_FACTORS_NM)} (or convert the "
+        "wavelengths to nanometres and pass them as band_wavelengths)."
+    )
+
+
+def parse_envi_list(text: str) -> list[float]:
+    """The numbers of an ENVI header list value, e.g. "{ 0.39937, 0.40907,\n 0.41877}" -> [0.39937, ...]."""
+    body = text.strip()
+    if body.startswith("{") and body.endswith("}"):
+        body = body[1:-1]
+    items = [item.strip() for item in body.replace("\n", " ").split(",") if item.strip()]
+    try:
+        return [float(item) for item in items]
+    except ValueError as error:
+        raise ValueError(f"Expected an ENVI list of numbers such as {{400.0, 410.0}}, got {text!r}.") from error
+
+
+def wavelength_from_description(description: str | None) -> float | None:
+    """The wavelength in nm named by a band description ("399.37 Nanometers", "Band 5 (0.8647 Micrometers)",
+    "B8A 864.7nm"), or None when it names none."""
+    if not description:
+        return None
+    match = _DESCRIPTION_WAVELENGTH.search(description)
+    if match is None:
+        return None
+    return float(match.group(1)) * wavelength_unit_factor(match.group(2))
+
+
+def _envi_fwhm(envi: dict[str, str], count: int, factor: float) -> list[float] | None:
+    """The ENVI header's `fwhm = {...}` in nm (in the wavelength units), or None when absent or of another length."""
+    if "fwhm" not in envi:
+        return None
+    widths = [value * factor for value in parse_envi_list(envi["fwhm"])]
+    return widths if len(widths) == count else None
+
+
+def read_wavelengths(dataset: DatasetReader) -> tuple[list[float] | None, list[float] | None]:
+    """Centre wavelengths and bandwidths (nm) of every band of an open raster, from its metadata, else None.
+
+    Looked up in order: per-band GDAL metadata `wavelength` / `wavelength_units` / `fwhm` (what GDAL's ENVI driver
+    sets from a header, and what `encode_geotiff` writes); the GDAL 3.10 IMAGERY domain `CENTRAL_WAVELENGTH_UM` /
+    `FWHM_UM`; the ENVI domain's `wavelength = {...}`, `wavelength units`, `fwhm = {...}`; band descriptions such as
+    "399.37 Nanometers". Bandwidths use the wavelength units.
+
+    Raises:
+        RasterReadError: for a wavelength list whose length differs from the band count, or units that are not a
+            length.
+    """
+    count = dataset.count
+    indexes = range(1, count + 1)
+    try:
+        envi = dataset.tags(ns="ENVI") if "ENVI" in dataset.tag_namespaces() else {}
+        tags = [dataset.tags(i) for i in indexes]
+        if all("wavelength" in t for t in tags):
+            values = [float(t["wavelength"]) for t in tags]
+            units = tags[0].get("wavelength_units") or dataset.tags().get("wavelength_units")
+            factor = wavelength_unit_factor(units, values)
+            if all("fwhm" in t for t in tags):
+                return [v * factor for v in values], [float(t["fwhm"]) * factor for t in tags]
+            return [v * factor for v in values], _envi_fwhm(envi, count, factor)
+        if "IMAGERY" in dataset.tag_namespaces(1):
+            imagery = [dataset.tags(i, ns="IMAGERY") for i in indexes]
+            if all("CENTRAL_WAVELENGTH_UM" in t for t in imagery):
+                widths = None
+                if all("FWHM_UM" in t for t in imagery):
+                    widths = [float(t["FWHM_UM"]) * 1000.0 for t in imagery]
+                return [float(t["CENTRAL_WAVELENGTH_UM"]) * 1000.0 for t in imagery], widths
+        if "wavelength" in envi:
+            values = parse_envi_list(envi["wavelength"])
+            if len(values) != count:
+                raise ValueError(f"the ENVI header lists {len(values)} wavelengths for {count} bands")
+            factor = wavelength_unit_factor(envi.get("wavelength_units"), values)
+            return [v * factor for v in values], _envi_fwhm(envi, count, factor)
+    except ValueError as error:
+        raise RasterReadError(f"{dataset.name}: unreadable wavelength metadata ({error}).") from error
+    from_descriptions = [wavelength_from_description(d) for d in dataset.descriptions]
+    if all(value is not None for value in from_descriptions):
+        return from_descriptions, None
+    return None, None
 
 
 def band_name_from_filename(path: PathLike) -> str | None:
@@ -401,6 +552,7 @@ class _RasterStack:
             self.band_names = [name for names in self.names_per_file for name in names]
             if len(set(self.band_names)) != len(self.band_names):
                 raise RasterReadError(f"The files {[str(p) for p in self.paths]} repeat bands: {self.band_names}.")
+            self.wavelengths_per_file = [read_wavelengths(ds) for ds in self.datasets]
             self.selection = self._select(bands)
             used = sorted({file_index for file_index, _ in self.selection})
             self.crs = self._common_crs(used)
@@ -540,7 +692,25 @@ class _RasterStack:
             )
         )
 
+    def band_wavelengths(self) -> tuple[list[float] | None, list[float] | None]:
+        """(wavelengths, bandwidths) in nm of the selected bands: each band's from its file's metadata, else from
+        the sensor registry when it is a Sentinel-2 band; None when some band's wavelength is unknown."""
+        registry = known_band_wavelengths(self.band_names)
+        wavelengths, widths = [], []
+        for k, (file_index, band_index) in enumerate(self.selection):
+            file_wavelengths, file_widths = self.wavelengths_per_file[file_index]
+            if file_wavelengths is not None:
+                wavelengths.append(file_wavelengths[band_index - 1])
+                widths.append(None if file_widths is None else file_widths[band_index - 1])
+            elif registry is not None:
+                wavelengths.append(registry[0][k])
+                widths.append(registry[1][k])
+            else:
+                return None, None
+        return wavelengths, None if None in widths else widths
+
     def info(self) -> RasterInfo:
+        wavelengths, widths = self.band_wavelengths()
         return RasterInfo(
             band_names=list(self.band_names),
             height=self.grid.height,
@@ -551,6 +721,8 @@ class _RasterStack:
             nodata=self.nodata,
             source=[str(path) for path in self.paths],
             resolutions=[(abs(ds.res[0]), abs(ds.res[1])) for ds in self.datasets],
+            band_wavelengths=wavelengths,
+            band_bandwidths=widths,
         )
 
     def check_window(self, window: Window) -> Window:
@@ -595,6 +767,7 @@ class _RasterStack:
             if own is not None and own != self.nodata and not isinstance(self.readers[file_index], WarpedVRT):
                 values = np.where(values == own, np.asarray(self.nodata, dtype=values.dtype), values)
             array[outputs] = values
+        wavelengths, widths = self.band_wavelengths()
         return RasterSample(
             array=array,
             band_names=list(self.band_names),
@@ -603,6 +776,8 @@ class _RasterStack:
             crs=self.crs,
             source=[str(self.paths[i]) for i in sorted({i for i, _ in self.selection})],
             window=window,
+            band_wavelengths=wavelengths,
+            band_bandwidths=widths,
         )
 
 
@@ -800,6 +975,10 @@ __all__ = [
     "expand_source",
     "iter_tiles",
     "normalize_band_name",
+    "parse_envi_list",
+    "read_wavelengths",
+    "wavelength_from_description",
+    "wavelength_unit_factor",
     "raster_info",
     "read_raster",
     "read_window",
