@@ -1,7 +1,7 @@
 """S2MAE for Hugging Face Transformers.
 
 Importing this package registers S2MAE with `AutoConfig`, `AutoModel`, `AutoModelForPreTraining`,
-`AutoModelForImageClassification` and `AutoImageProcessor`.
+`AutoModelForImageClassification`, `AutoModelForSemanticSegmentation`, `AutoBackbone` and `AutoImageProcessor`.
 """
 
 from .configuration_s2mae import (
@@ -23,13 +23,28 @@ from .modeling_s2mae import (
     S2MAEModelOutput,
     S2MAEPreTrainedModel,
 )
+from .modeling_s2mae_dense import (
+    S2MAEBackbone,
+    S2MAEChangeDetectionOutput,
+    S2MAEForChangeDetection,
+    S2MAEForSemanticSegmentation,
+)
 from .registration import register_auto_classes
+from .sensors import SENSORS, Sensor, get_sensor, hyperspectral_sensor
 
 register_auto_classes()
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "SENSORS",
+    "S2MAEBackbone",
+    "S2MAEChangeDetectionOutput",
+    "S2MAEForChangeDetection",
+    "S2MAEForSemanticSegmentation",
+    "Sensor",
+    "get_sensor",
+    "hyperspectral_sensor",
     "EUROSAT_MS_BANDS",
     "SENTINEL2_13_BANDS",
     "prepare_for_remote_code",

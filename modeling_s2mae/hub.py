@@ -30,6 +30,7 @@ from transformers.dynamic_module_utils import get_relative_import_files
 from .configuration_s2mae import S2MAEConfig
 from .image_processing_s2mae import S2MAEImageProcessor
 from .modeling_s2mae import S2MAEForImageClassification, S2MAEForPreTraining, S2MAEModel
+from .modeling_s2mae_dense import S2MAEBackbone, S2MAEForSemanticSegmentation
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 _PACKAGE_NAME = PACKAGE_DIR.name
@@ -47,13 +48,15 @@ CONFIG_AUTO_MAP: dict[str, str] = {
     "AutoModel": _class_reference(S2MAEModel),
     "AutoModelForPreTraining": _class_reference(S2MAEForPreTraining),
     "AutoModelForImageClassification": _class_reference(S2MAEForImageClassification),
+    "AutoModelForSemanticSegmentation": _class_reference(S2MAEForSemanticSegmentation),
+    "AutoBackbone": _class_reference(S2MAEBackbone),
 }
 """The `auto_map` written into `config.json`."""
 
 PROCESSOR_AUTO_MAP: dict[str, str] = {"AutoImageProcessor": _class_reference(S2MAEImageProcessor)}
 """The `auto_map` written into `preprocessor_config.json`."""
 
-_ENTRY_CLASSES = (S2MAEConfig, S2MAEModel, S2MAEImageProcessor)
+_ENTRY_CLASSES = (S2MAEConfig, S2MAEModel, S2MAEBackbone, S2MAEImageProcessor)
 
 
 def _check_flat_imports(module_file: Path) -> None:

@@ -11,6 +11,7 @@
 - `majortom`: Major-TOM Core-S2L2A / Core-S2L1C rows (`load_majortom`, `decode_majortom_row`, `majortom_samples`).
 - `benv2`: `BigEarthNetV2` reads the BigEarthNet v2 (reBEN) LMDB + metadata.parquet release as `Sample`s.
 - `labelled_rasters`: scene tiles labelled by a label raster on the same grid, and a spatial train / test split.
+- `segmentation`, `change_detection`: image + label raster pairs and tiles, OSCD and (before, after, change) triples.
 - `statistics`: `compute_band_statistics` -> `BandStatistics`, dataset-level per-band ranges for the processor's
   "dataset_range" scaling.
 - `sources`: folder-layout detection (`detect_layout`) and `collect_records` of folders and scenes.
@@ -38,6 +39,7 @@ from .builders import (
     load_record,
     scene_tiles,
 )
+from .change_detection import ChangeDetectionTransform, change_triples, oscd_records
 from .hub_format import (
     DEFAULT_ROWS_PER_SHARD,
     FORMAT_NAME,
@@ -87,12 +89,29 @@ from .raster import (
     tile_windows,
 )
 from .samples import RasterRecord, Sample, record_to_sample, sample_targets
+from .segmentation import (
+    DenseRecordDataset,
+    DenseTransform,
+    collate_dense,
+    pair_by_name,
+    pair_from_csv,
+    segmentation_tiles,
+)
 from .sources import LAYOUTS, collect_records, detect_layout, folder_records, list_scenes
 from .statistics import BandStatistics, compute_band_statistics
 from .training import PixelCollator, SampleDataset, collate_pixels, split_records, stream_model_inputs
 from .transforms import DEFAULT_MIN_VALID_FRACTION, SampleTransform, SkipCounter, valid_pixel_mask
 
 __all__ = [
+    "ChangeDetectionTransform",
+    "DenseRecordDataset",
+    "DenseTransform",
+    "change_triples",
+    "collate_dense",
+    "oscd_records",
+    "pair_by_name",
+    "pair_from_csv",
+    "segmentation_tiles",
     "BIGEARTHNET_V2_BAND_SHAPES",
     "BIGEARTHNET_V2_BANDS",
     "BIGEARTHNET_V2_PATCH_SIZE",
