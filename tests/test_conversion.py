@@ -186,7 +186,8 @@ def test_converted_folder_reloads_with_auto_classes(vit_b_conversion):
     assert saved_config["architectures"] == ["S2MAEForPreTraining"]
     # ready for trust_remote_code=True (tests/test_hub_loading.py loads such a folder without the package)
     assert set(saved_config["auto_map"]) == {
-        "AutoConfig", "AutoModel", "AutoModelForPreTraining", "AutoModelForImageClassification"
+        "AutoConfig", "AutoModel", "AutoModelForPreTraining", "AutoModelForImageClassification",
+        "AutoModelForSemanticSegmentation", "AutoBackbone",
     }  # fmt: skip
     assert "AutoImageProcessor" in json.loads((folder / "preprocessor_config.json").read_text())["auto_map"]
     assert (folder / "modeling_s2mae.py").exists() and (folder / "configuration_s2mae.py").exists()

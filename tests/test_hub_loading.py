@@ -183,6 +183,8 @@ def test_prepared_folder_carries_flat_code_and_complete_auto_maps(hub):
         "AutoModel": "modeling_s2mae.S2MAEModel",
         "AutoModelForPreTraining": "modeling_s2mae.S2MAEForPreTraining",
         "AutoModelForImageClassification": "modeling_s2mae.S2MAEForImageClassification",
+        "AutoModelForSemanticSegmentation": "modeling_s2mae_dense.S2MAEForSemanticSegmentation",
+        "AutoBackbone": "modeling_s2mae_dense.S2MAEBackbone",
     }
     processor_config = json.loads((folder / "preprocessor_config.json").read_text())
     assert processor_config["auto_map"] == {"AutoImageProcessor": "image_processing_s2mae.S2MAEImageProcessor"}

@@ -2,7 +2,6 @@
 
 import json
 import math
-import time
 import warnings
 
 import pytest
@@ -274,7 +273,6 @@ def test_198_band_forward_backward_at_a_small_size():
     config = s2_wavelength_config(spectral_patch_size=6, image_size=16)
     model = S2MAEForPreTraining(config)
     pixels = torch.rand(2, 198, 16, 16, generator=torch.Generator().manual_seed(0))
-    start = time.perf_counter()
     with pytest.warns(UserWarning, match=r"Bands at \[400.0, .*2365.0\] nm lie outside"):  # 400-430, 2295-2365 nm
         out = model(pixels, band_wavelengths=sensor.wavelengths(), band_bandwidths=sensor.bandwidths())
     out.loss.backward()
@@ -289,7 +287,6 @@ def test_198_band_forward_backward_at_a_small_size():
         )  # fmt: skip
     )
     native(pixels).loss.backward()
-    assert time.perf_counter() - start < 3.0
 
 
 def test_token_budget_and_clear_error_before_out_of_memory():
