@@ -32,7 +32,14 @@ from modeling_s2mae.data.segmentation import IGNORE_INDEX, DenseRecordDataset, c
 from modeling_s2mae.metrics import SegmentationMetrics, argmax_logits
 from modeling_s2mae.model_card import training_summary, write_model_card
 from modeling_s2mae.modeling_s2mae_dense import S2MAEForChangeDetection
-from modeling_s2mae.training import S2MAETrainer, build_config, check_finite_loss, find_resume_checkpoint
+from modeling_s2mae.training import (
+    S2MAETrainer,
+    build_config,
+    check_finite_loss,
+    check_training_arguments,
+    find_resume_checkpoint,
+    write_text_safely,
+)
 
 logger = logging.getLogger("run_change_detection")
 
@@ -67,6 +74,7 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Tra
         raise ValueError("Give either --oscd_root or --triples_csv.")
     if data_args.tile_size is None:
         raise ValueError("Give --tile_size: the two dates are cut into tiles of the model's input size.")
+    check_training_arguments(training_args)
     training_args.remove_unused_columns = False
     training_args.ddp_find_unused_parameters = False
     training_args.dataloader_pin_memory = torch.cuda.is_available()
@@ -138,7 +146,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     trainer.save_model()
     if trainer.is_world_process_zero():
         output_dir = Path(training_args.output_dir)
-        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        write_text_safely(output_dir / "metrics.json", json.dumps(metrics, indent=2))
         names = ("change_precision", "change_recall", "change_f1", "change_iou", "overall_accuracy")
         card_metrics = {name: metrics[f"eval_{name}"] for name in names if f"eval_{name}" in metrics}
         summary = training_summary(

@@ -54,10 +54,12 @@ from modeling_s2mae.training import (
     build_config,
     check_checkpoint_labels,
     check_finite_loss,
+    check_training_arguments,
     find_resume_checkpoint,
     freeze_encoder,
     label_settings,
     record_run_settings,
+    write_text_safely,
 )
 
 logger = logging.getLogger("run_classification")
@@ -125,6 +127,7 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Tra
         raise ValueError(f"--layer_decay must be in (0, 1], got {model_args.layer_decay}.")
     if data_args.dataset_name and training_args.max_steps <= 0:
         raise ValueError("A streamed --dataset_name has no length: give --max_steps.")
+    check_training_arguments(training_args)
     training_args.remove_unused_columns = False  # the collator needs pixel_mask
     training_args.ddp_find_unused_parameters = False
     training_args.dataloader_pin_memory = torch.cuda.is_available()
@@ -228,7 +231,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     trainer.save_model()
     if trainer.is_world_process_zero():
         output_dir = Path(training_args.output_dir)
-        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        write_text_safely(output_dir / "metrics.json", json.dumps(metrics, indent=2))
         write_card(trainer, processor, metrics, model_args, data_args, data, absent)
         print(f"Done: model, processor, metrics.json and model card in {output_dir}")
     return metrics

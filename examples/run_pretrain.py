@@ -47,7 +47,9 @@ from modeling_s2mae.training import (
     build_config,
     check_finite_loss,
     check_resume_compatible,
+    check_training_arguments,
     find_resume_checkpoint,
+    write_text_safely,
 )
 from modeling_s2mae.visualization import plot_reconstructions
 
@@ -139,6 +141,7 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Tra
         raise ValueError("Give a data source: --train_dir, --scene_paths or --dataset_name.")
     if data_args.dataset_name and training_args.max_steps <= 0:
         raise ValueError("A streamed --dataset_name has no length: give --max_steps.")
+    check_training_arguments(training_args)
     training_args.remove_unused_columns = False  # the collator needs pixel_mask
     training_args.ddp_find_unused_parameters = False
     training_args.dataloader_pin_memory = torch.cuda.is_available()
@@ -185,7 +188,7 @@ def write_outputs(trainer, processor, data, metrics: dict, model_args, data_args
     if not trainer.is_world_process_zero():
         return
     processor.save_pretrained(output_dir)
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_text_safely(output_dir / "metrics.json", json.dumps(metrics, indent=2))
     model = trainer.model.eval()
     if data.evaluation is not None:
         pixel_values = next(iter(data.evaluation))["pixel_values"]

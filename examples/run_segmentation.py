@@ -44,7 +44,14 @@ from modeling_s2mae.data.segmentation import (
 from modeling_s2mae.metrics import SegmentationMetrics, argmax_logits
 from modeling_s2mae.model_card import training_summary, write_model_card
 from modeling_s2mae.modeling_s2mae_dense import S2MAEForSemanticSegmentation
-from modeling_s2mae.training import S2MAETrainer, build_config, check_finite_loss, find_resume_checkpoint
+from modeling_s2mae.training import (
+    S2MAETrainer,
+    build_config,
+    check_finite_loss,
+    check_training_arguments,
+    find_resume_checkpoint,
+    write_text_safely,
+)
 
 logger = logging.getLogger("run_segmentation")
 
@@ -101,6 +108,7 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Tra
         raise ValueError("Give either --scene_paths with --label_paths, or --pairs_csv.")
     if data_args.scene_paths and len(data_args.label_paths or []) != len(data_args.scene_paths):
         raise ValueError("Give one --label_paths raster per --scene_paths scene, in the same order.")
+    check_training_arguments(training_args)
     training_args.remove_unused_columns = False
     training_args.ddp_find_unused_parameters = False
     training_args.dataloader_pin_memory = torch.cuda.is_available()
@@ -188,7 +196,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     trainer.save_model()
     if trainer.is_world_process_zero():
         output_dir = Path(training_args.output_dir)
-        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        write_text_safely(output_dir / "metrics.json", json.dumps(metrics, indent=2))
         card_metrics = {k: metrics[f"eval_{k}"] for k in ("mean_iou", "overall_accuracy") if f"eval_{k}" in metrics}
         summary = training_summary(
             training_args, task="semantic-segmentation", data=", ".join(data_args.scene_paths or [data_args.pairs_csv]),

@@ -198,9 +198,16 @@ class S2MAEConfig(PreTrainedConfig):
             for width in (self.hidden_size, self.decoder_hidden_size):
                 if width % 2 != 0:
                     raise ValueError(f"wavelength position embeddings need even widths, got {width}.")
-        for name in ("image_size", "patch_size", "spectral_patch_size", "hidden_size", "num_attention_heads"):
+        positive = (
+            "image_size", "patch_size", "spectral_patch_size", "hidden_size", "num_hidden_layers",
+            "num_attention_heads", "intermediate_size", "decoder_hidden_size", "decoder_num_hidden_layers",
+            "decoder_num_attention_heads", "decoder_intermediate_size",
+        )  # fmt: skip
+        for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        if not (math.isfinite(self.layer_norm_eps) and self.layer_norm_eps > 0):
+            raise ValueError(f"layer_norm_eps must be a positive number, got {self.layer_norm_eps}.")
         if self.num_channels % self.spectral_patch_size != 0 and self.spectral_padding != "repeat":
             raise ValueError(
                 f"num_channels ({self.num_channels}) is not divisible by spectral_patch_size "

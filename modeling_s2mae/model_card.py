@@ -17,6 +17,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .configuration_s2mae import S2MAEConfig
 from .image_processing_s2mae import SIGMA_RANGE, S2MAEImageProcessor
+from .safe_io import write_text_safely
 from .sensors import SENTINEL2, SENTINEL2_13_BANDS, is_sentinel2
 
 if TYPE_CHECKING:
@@ -423,7 +424,7 @@ def write_model_card(
         eval_results=eval_results,
     )
     card = ModelCard.from_template(card_data, template_path=str(TEMPLATE_PATH), **context)
-    card.save(output_dir / "README.md")
+    write_text_safely(output_dir / "README.md", str(card))  # never through a link planted in the folder
     return card
 
 

@@ -21,6 +21,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .configuration_s2mae import S2MAE_PRESETS, S2MAEConfig
 from .image_processing_s2mae import S2MAEImageProcessor, S2MAEImageProcessorKwargs
+from .safe_io import write_text_safely
 
 logger = logging.getLogger(__name__)
 
@@ -246,6 +247,28 @@ def _normalised(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
+def check_training_arguments(args: Any) -> None:
+    """Refuse `TrainingArguments` values that Trainer would silently ignore or reinterpret.
+
+    Raises:
+        ValueError: a `max_steps` below -1 (-1 means "use the epochs"), or a non-positive `num_train_epochs` when
+            no `max_steps` is given, or a non-positive batch size, learning rate or save / eval / logging interval.
+    """
+    if args.max_steps < -1:
+        raise ValueError(f"--max_steps must be -1 (use --num_train_epochs) or a positive count, got {args.max_steps}.")
+    if args.max_steps <= 0 and args.num_train_epochs <= 0:
+        raise ValueError(f"--num_train_epochs must be positive, got {args.num_train_epochs}; or give --max_steps.")
+    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}.")
+    if not args.learning_rate > 0:
+        raise ValueError(f"--learning_rate must be positive, got {args.learning_rate}.")
+    for name in ("save_steps", "eval_steps", "logging_steps"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise ValueError(f"--{name} must be positive, got {value}.")
+
+
 def check_finite_loss(metrics: Mapping[str, Any], key: str = "eval_loss") -> None:
     """Raise when `metrics[key]` is NaN or infinite: the run diverged."""
     value = metrics.get(key)
@@ -320,8 +343,7 @@ def record_run_settings(output_dir: str | os.PathLike[str], settings: Mapping[st
                 + ", ".join(f"--{key} {previous.get(key)}" for key in changed)
                 + "; resume with the same settings or choose another --output_dir."
             )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(dict(settings), indent=2), encoding="utf-8")
+    write_text_safely(path, json.dumps(dict(settings), indent=2))
 
 
 __all__ = [
@@ -332,11 +354,13 @@ __all__ = [
     "build_config",
     "check_checkpoint_labels",
     "check_finite_loss",
+    "check_training_arguments",
     "check_resume_compatible",
     "find_resume_checkpoint",
     "freeze_encoder",
     "load_image_processor",
     "saved_processor_settings",
+    "write_text_safely",
     "label_settings",
     "optimizer_param_groups",
     "record_run_settings",

@@ -203,3 +203,44 @@ def test_all_nodata_samples_are_an_error_that_says_what_to_do(sample_data: Path)
     dataset = SampleDataset([empty] * 3, SampleTransform(S2MAEImageProcessor(size=32)))
     with pytest.raises(ValueError, match="almost all nodata"):
         dataset[0]
+
+
+def test_outputs_replace_planted_links_instead_of_writing_through_them(tmp_path: Path) -> None:
+    from modeling_s2mae.safe_io import write_text_safely
+
+    outside = tmp_path / "elsewhere.txt"
+    outside.write_text("keep me")
+    planted = tmp_path / "run" / "metrics.json"
+    planted.parent.mkdir()
+    planted.symlink_to(outside)
+    write_text_safely(planted, "{}")
+    assert not planted.is_symlink() and planted.read_text() == "{}"
+    assert outside.read_text() == "keep me"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--max_steps", "-5"], "max_steps must be -1"),
+        (["--num_train_epochs", "0"], "num_train_epochs must be positive"),
+        (["--max_steps", "3", "--per_device_train_batch_size", "0"], "per_device_train_batch_size must be >= 1"),
+        (["--max_steps", "3", "--learning_rate", "-1"], "learning_rate must be positive"),
+    ],
+)
+def test_training_values_trainer_would_ignore_are_refused(arguments: list[str], message: str, tmp_path: Path) -> None:
+    sys.path.insert(0, str(REPO_ROOT / "examples"))
+    import run_pretrain
+
+    with pytest.raises(ValueError, match=message):
+        run_pretrain.main(["--train_dir", str(REPO_ROOT / "sample_data" / "eurosat_ms"), "--output_dir",
+                           str(tmp_path / "out"), *arguments])  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("num_hidden_layers", -2), ("layer_norm_eps", -1e-6), ("intermediate_size", 0)]
+)
+def test_configs_that_would_drop_weights_are_refused(field: str, value: float) -> None:
+    from modeling_s2mae import S2MAEConfig
+
+    with pytest.raises(ValueError, match=field):
+        S2MAEConfig(**{field: value})
