@@ -81,6 +81,17 @@ class BlockDims:
         return cls(config.decoder_hidden_size, config.decoder_num_attention_heads, config.decoder_intermediate_size)
 
 
+def is_tracing() -> bool:
+    """True while torch.compile, torch.export, the ONNX exporter or `torch.jit.trace` trace the model.
+
+    Checks that read tensor values (a sample with no valid pixel, class ids out of range) need a data-dependent
+    branch that a traced graph cannot hold; they run in eager mode only. Traced graphs get the same inputs checked
+    once by `S2MAEImageProcessor` (an image with no valid pixel is rejected there); a compiled loss over no valid
+    hidden cube is NaN instead of a `ValueError`.
+    """
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
+
+
 def check_pixel_values(pixel_values: torch.Tensor, config: S2MAEConfig, interpolate_pos_encoding: bool) -> None:
     """Raise a `ValueError` saying what was expected when `pixel_values` cannot be cut into the model's cubes."""
     if not isinstance(pixel_values, torch.Tensor):
@@ -350,7 +361,7 @@ class S2MAEPooler(nn.Module):
             hidden_states, token_weights = hidden_states[:, 1:], token_weights[:, 1:]
         token_weights = token_weights.to(hidden_states.dtype).unsqueeze(-1)  # (B, N, 1)
         total = token_weights.sum(dim=1)
-        if bool((total == 0).any()):
+        if not is_tracing() and bool((total == 0).any()):
             raise ValueError("A sample has no valid pixel in any token (pixel_mask is all zero): nothing to pool.")
         return self.layernorm((hidden_states * token_weights).sum(dim=1) / total)
 
@@ -662,7 +673,7 @@ class S2MAEForPreTraining(S2MAEPreTrainedModel):
             token_loss = (squared_error * valid).sum(dim=-1) / valid_count.clamp(min=1)
             weights = mask * (valid_count > 0)
         total = weights.sum()
-        if total == 0:
+        if not is_tracing() and bool(total == 0):
             raise ValueError("No hidden cube has a valid pixel (pixel_mask): the loss is undefined for this batch.")
         return (token_loss * weights).sum() / total
 
@@ -772,7 +783,7 @@ class S2MAEForImageClassification(S2MAEPreTrainedModel):
                     f"single-label classification needs integer class ids of shape (B,), got {labels.dtype} "
                     f"{tuple(labels.shape)}; for multi-hot labels set problem_type='multi_label_classification'."
                 )
-            if bool(((labels < 0) | (labels >= self.num_labels)).any()):
+            if not is_tracing() and bool(((labels < 0) | (labels >= self.num_labels)).any()):
                 raise ValueError(f"Class ids must be in [0, {self.num_labels}), got {labels.tolist()}.")
             labels = labels.long()
         elif self.config.problem_type == "multi_label_classification":
