@@ -50,6 +50,7 @@ from pathlib import Path
 
 import torch
 import transformers
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.profiler import ProfilerActivity, profile
 from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
@@ -62,6 +63,12 @@ MODES = ("eager", "compiled", "onnx")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 MIB = 2**20
 GROUND_SAMPLE_DISTANCE_M = 10.0  # Sentinel-2's finest bands
+SDPA_BACKENDS = {
+    "flash": SDPBackend.FLASH_ATTENTION,
+    "efficient": SDPBackend.EFFICIENT_ATTENTION,
+    "cudnn": SDPBackend.CUDNN_ATTENTION,
+    "math": SDPBackend.MATH,
+}
 
 
 def videomae_config_like(config: S2MAEConfig) -> VideoMAEConfig:
@@ -590,6 +597,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Datasheet dense peak of the device in --dtype, for model FLOPs utilisation (default: known GPUs' bf16).",
     )
     parser.add_argument("--no-memory", action="store_true", help="Skip the peak-memory step.")
+    parser.add_argument(
+        "--sdpa-backend",
+        default=None,
+        choices=sorted(SDPA_BACKENDS),
+        help="Restrict SDPA to one kernel for both models (e.g. flash); default: PyTorch's choice.",
+    )
     parser.add_argument("--json", default=None, help="Also write the results and the environment to this JSON file.")
     parser.add_argument(
         "--profile", type=int, default=0, metavar="N", help="Also print the top N ops of one step of each model."
@@ -604,6 +617,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> list[TaskResult]:
     args = parse_args(argv)
+    if args.sdpa_backend is None:
+        return run(args)
+    with sdpa_kernel([SDPA_BACKENDS[args.sdpa_backend]]):
+        return run(args)
+
+
+def run(args: argparse.Namespace) -> list[TaskResult]:
+    """Measure every size, task and mode of `args` (from `parse_args`), print the table, write the JSON."""
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
@@ -615,6 +636,7 @@ def main(argv: list[str] | None = None) -> list[TaskResult]:
         "threads": torch.get_num_threads(),
         "dtype": args.dtype,
         "attn_implementation": args.attn_implementation,
+        "sdpa_backend": args.sdpa_backend,
         "mask_ratio": args.mask_ratio,
         "norm_pix_loss": args.norm_pix_loss,
         "steps": args.steps,

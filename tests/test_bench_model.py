@@ -1,6 +1,8 @@
 """The model benchmark runs, and it compares S2MAE with a VideoMAE configured alike."""
 
 import importlib.util
+import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -112,5 +114,33 @@ def test_onnx_mode_is_refused_outside_float32_cpu_inference(bench_model):
     ("task", "mode"), [("inference", "onnx"), ("inference", "compiled"), ("pretraining", "compiled")]
 )
 def test_onnx_and_compiled_modes_run(bench_model, task, mode):
+    if mode == "onnx":
+        pytest.importorskip("onnxruntime")
     result = bench_model.measure(task, tiny_config(), batch_size=2, warmup=0, rounds=1, mode=mode, memory=False)
     assert result.mode == mode and result.s2mae_samples_per_s > 0 and result.videomae_samples_per_s > 0
+
+
+def test_command_line_writes_the_environment_and_results(bench_model, monkeypatch, tmp_path):
+    """The options gpu.sh passes (bf16, SDPA restricted to the flash kernel, a datasheet peak) on a tiny config."""
+    monkeypatch.setattr(bench_model, "benchmark_config", lambda *args, **kwargs: tiny_config())
+    output = tmp_path / "results.json"
+    argv = ["--sizes", "vit-s", "--tasks", "inference", "--device", "cpu", "--dtype", "bfloat16"]
+    argv += ["--sdpa-backend", "flash", "--peak-tflops", "1", "--batch-size", "2", "--rounds", "1", "--warmup", "0"]
+    results = bench_model.main([*argv, "--no-memory", "--json", str(output)])
+    saved = json.loads(output.read_text())
+    environment = saved["environment"]
+    assert environment["dtype"] == "bfloat16" and environment["sdpa_backend"] == "flash"
+    assert environment["matmul_peak_gflops"] > 0 and environment["datasheet_peak_tflops"] == 1
+    assert len(results) == len(saved["results"]) == 1 and saved["results"][0]["mode"] == "eager"
+    assert saved["results"][0]["dtype"] == "bfloat16"
+
+
+def test_gpu_script_is_valid_bash_and_lists_its_runs():
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    listed = subprocess.run(["bash", str(script), "--dry-run"], check=True, capture_output=True, text=True).stdout
+    lines = listed.strip().splitlines()
+    assert len(lines) == 4  # ViT-B and ViT-L, pretraining and inference
+    for line in lines:
+        assert "--device cuda --dtype bfloat16" in line and "--sdpa-backend flash" in line
+        assert "--modes eager compiled" in line
