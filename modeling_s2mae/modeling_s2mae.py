@@ -36,7 +36,7 @@ class S2MAEModelOutput(ModelOutput):
         mask: (B, L), 1 for hidden tokens and 0 for visible ones, when masking was applied.
         ids_restore: (B, L), the permutation restoring token order, when masking was applied.
         hidden_states: Embedding output and the output of each layer, each (B, L or K, D).
-        attentions: Per layer (B, heads, L or K, L or K); eager attention only.
+        attentions: Per layer (B, heads, L or K, L or K); computed with eager attention whatever the backend.
     """
 
     last_hidden_state: torch.Tensor | None = None
