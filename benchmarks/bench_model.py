@@ -13,6 +13,14 @@ attention implementation and dtype are set equal. Both encoders end with a Layer
 VideoMAE needs its mask from the caller: it is drawn inside the timed step (uniform noise, argsort), the same work
 S2MAE does inside its forward.
 
+Modes (`--modes`): "eager"; "compiled" (`torch.compile` of each model, compile time spent in the untimed warm-up);
+"onnx" (inference only: each encoder exported to ONNX and run with ONNX Runtime on the CPU, float32).
+
+Work and machine: the FLOPs of one step of each model are counted once with `torch.utils.flop_counter` (forward, and
+backward for pretraining; matrix products and attention, which is nearly all of a ViT's work), and the achieved
+GFLOP/s is reported as a share of the machine's measured matrix-multiply peak in the same dtype (`matmul_peak`).
+Inference also gives the scene-scale figure: km² of 10 m imagery embedded per second (a 128 px tile is 1.64 km²).
+
 Rounds alternate the order of the two models (A B, B A, ...) so that machine noise hits both; the table gives the
 median over rounds and the ratio of the medians (S2MAE / VideoMAE, > 1 means S2MAE is faster).
 
@@ -25,6 +33,7 @@ allocate for themselves are not seen on CPU.
 Run from the repository root (or with the package installed, `python benchmarks/bench_model.py`):
 
     python -m benchmarks.bench_model --sizes vit-s vit-b --device cpu --threads 2
+    python -m benchmarks.bench_model --sizes vit-s --modes eager compiled onnx --dtype bfloat16
 """
 
 import argparse
@@ -32,20 +41,34 @@ import json
 import os
 import platform
 import statistics
+import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 import transformers
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.profiler import ProfilerActivity, profile
+from torch.utils import flop_counter
+from torch.utils.flop_counter import FlopCounterMode
 from transformers import VideoMAEConfig, VideoMAEForPreTraining, VideoMAEModel
 
 from modeling_s2mae import S2MAE_PRESETS, S2MAEConfig, S2MAEForPreTraining, S2MAEModel
 
 TASKS = ("pretraining", "inference")
+MODES = ("eager", "compiled", "onnx")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 MIB = 2**20
+GROUND_SAMPLE_DISTANCE_M = 10.0  # Sentinel-2's finest bands
+SDPA_BACKENDS = {
+    "flash": SDPBackend.FLASH_ATTENTION,
+    "efficient": SDPBackend.EFFICIENT_ATTENTION,
+    "cudnn": SDPBackend.CUDNN_ATTENTION,
+    "math": SDPBackend.MATH,
+}
 
 
 def videomae_config_like(config: S2MAEConfig) -> VideoMAEConfig:
@@ -115,17 +138,34 @@ class ModelUnderTest:
     num_tokens: int
     values_per_token: int
     masked_per_sample: int | None
+    flops_per_step: int = 0
 
 
 def build_models(
-    task: str, config: S2MAEConfig, batch_size: int, device: torch.device, dtype: torch.dtype
+    task: str,
+    config: S2MAEConfig,
+    batch_size: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    mode: str = "eager",
+    workdir: str | None = None,
 ) -> tuple[ModelUnderTest, ModelUnderTest]:
     """Build S2MAE and VideoMAE for `task` on the same random batch; returns (s2mae, videomae).
 
-    The token count, values per token and hidden tokens per sample are read from one untimed forward of each model.
+    The token count, values per token and hidden tokens per sample are read from one untimed forward of each model,
+    and the FLOPs of one step are counted (in eager mode; the same work in every mode).
+
+    Args:
+        mode: "eager", "compiled" (steps call `torch.compile`d models) or "onnx" (inference on CPU only: steps run
+            ONNX Runtime sessions of the exported encoders).
+        workdir: Folder for the ONNX files (a temporary one by default).
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}.")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
+    if mode == "onnx" and (task != "inference" or device.type != "cpu" or dtype != torch.float32):
+        raise ValueError("mode 'onnx' measures float32 inference on the CPU (ONNX Runtime's CPU provider).")
     vconfig = videomae_config_like(config)
     torch.manual_seed(0)
     size = config.image_size
@@ -137,14 +177,16 @@ def build_models(
         ours = S2MAEForPreTraining(config).to(device=device, dtype=dtype).train()
         theirs = VideoMAEForPreTraining(vconfig).to(device=device, dtype=dtype).train()
 
+        ours_run, theirs_run = maybe_compile(ours, mode), maybe_compile(theirs, mode)
+
         def ours_step() -> None:
             ours.zero_grad(set_to_none=True)
-            ours(pixel_values).loss.backward()
+            ours_run(pixel_values).loss.backward()
 
         def theirs_step() -> None:
             theirs.zero_grad(set_to_none=True)
             mask = videomae_mask(batch_size, num_tokens, num_keep, device)
-            theirs(video, bool_masked_pos=mask).loss.backward()
+            theirs_run(video, bool_masked_pos=mask).loss.backward()
 
         with torch.no_grad():
             ours_out = ours(pixel_values)
@@ -157,13 +199,18 @@ def build_models(
         ours = S2MAEModel(config, add_pooling_layer=False).to(device=device, dtype=dtype).eval()
         theirs = VideoMAEModel(vconfig).to(device=device, dtype=dtype).eval()
 
-        def ours_step() -> None:
-            with torch.inference_mode():
-                ours(pixel_values)
+        if mode == "onnx":
+            ours_step, theirs_step = onnx_steps(ours, theirs, pixel_values, video, workdir)
+        else:
+            ours_run, theirs_run = maybe_compile(ours, mode), maybe_compile(theirs, mode)
 
-        def theirs_step() -> None:
-            with torch.inference_mode():
-                theirs(video)
+            def ours_step() -> None:
+                with torch.inference_mode():
+                    ours_run(pixel_values)
+
+            def theirs_step() -> None:
+                with torch.inference_mode():
+                    theirs_run(video)
 
         with torch.inference_mode():
             ours_tokens = ours(pixel_values).last_hidden_state.shape[1]
@@ -173,10 +220,139 @@ def build_models(
         ours_shape, theirs_shape = (ours_tokens, patch_values, None), (theirs_tokens, theirs_values, None)
         ours_encoder, theirs_encoder = ours, theirs
 
+    if task == "pretraining":
+
+        def ours_eager() -> None:
+            ours.zero_grad(set_to_none=True)
+            ours(pixel_values).loss.backward()
+
+        def theirs_eager() -> None:
+            theirs.zero_grad(set_to_none=True)
+            theirs(video, bool_masked_pos=videomae_mask(batch_size, num_tokens, num_keep, device)).loss.backward()
+    else:
+
+        def ours_eager() -> None:
+            with torch.inference_mode():
+                ours(pixel_values)
+
+        def theirs_eager() -> None:
+            with torch.inference_mode():
+                theirs(video)
+
     return (
-        ModelUnderTest("S2MAE", ours, ours_step, count_parameters(ours_encoder), *ours_shape),
-        ModelUnderTest("VideoMAE", theirs, theirs_step, count_parameters(theirs_encoder), *theirs_shape),
+        ModelUnderTest("S2MAE", ours, ours_step, count_parameters(ours_encoder), *ours_shape, count_flops(ours_eager)),
+        ModelUnderTest(
+            "VideoMAE", theirs, theirs_step, count_parameters(theirs_encoder), *theirs_shape, count_flops(theirs_eager)
+        ),
     )
+
+
+def maybe_compile(model: torch.nn.Module, mode: str) -> Callable:
+    """`torch.compile(model)` in mode "compiled" (compiled at the first, untimed, call), else the model itself."""
+    return torch.compile(model) if mode == "compiled" else model
+
+
+def onnx_steps(
+    ours: torch.nn.Module,
+    theirs: torch.nn.Module,
+    pixel_values: torch.Tensor,
+    video: torch.Tensor,
+    workdir: str | None = None,
+) -> tuple[Callable[[], None], Callable[[], None]]:
+    """Export both encoders to ONNX (dynamic batch) and return steps running them with ONNX Runtime (CPU).
+
+    S2MAE is exported with `modeling_s2mae.export.export_onnx` (checked against PyTorch at 1e-4 on export),
+    VideoMAE with `torch.onnx.export`; both sessions use `torch.get_num_threads()` intra-op threads.
+    """
+    import onnxruntime
+
+    from modeling_s2mae.export import export_onnx
+
+    folder = Path(workdir or tempfile.mkdtemp(prefix="bench_onnx_"))
+    ours_path = export_onnx(ours, folder / "s2mae.onnx", pixel_mask=False).path
+    theirs_path = folder / "videomae.onnx"
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            theirs.eval(), (video,), str(theirs_path), input_names=["pixel_values"], dynamic_shapes=({0: batch},)
+        )
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    sessions = [
+        onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        for path in (ours_path, theirs_path)
+    ]
+    ours_feed = {"pixel_values": pixel_values.numpy()}
+    theirs_feed = {"pixel_values": video.numpy()}
+
+    def ours_step() -> None:
+        sessions[0].run(None, ours_feed)
+
+    def theirs_step() -> None:
+        sessions[1].run(None, theirs_feed)
+
+    return ours_step, theirs_step
+
+
+def _register_cpu_attention_flops() -> None:
+    """Count the CPU flash-attention kernels that SDPA uses on CPU: torch 2.13's flop counter knows only the CUDA
+    ones, so attention (a sixth of a ViT-B step at 1024 tokens) would be missed. Same formulas as the CUDA kernels."""
+    aten = torch.ops.aten
+    forward = aten._scaled_dot_product_flash_attention_for_cpu
+    backward = aten._scaled_dot_product_flash_attention_for_cpu_backward
+    if forward.default not in flop_counter.flop_registry and forward not in flop_counter.flop_registry:
+
+        @flop_counter.register_flop_formula(forward)
+        def cpu_attention_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+            return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
+
+    if backward.default not in flop_counter.flop_registry and backward not in flop_counter.flop_registry:
+
+        @flop_counter.register_flop_formula(backward)
+        def cpu_attention_backward_flop(
+            grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs
+        ) -> int:
+            return flop_counter.sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+
+
+_register_cpu_attention_flops()
+
+
+def count_flops(step: Callable[[], None]) -> int:
+    """FLOPs of one call of `step` (forward, and backward where the step runs it), by `torch.utils.flop_counter`."""
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
+
+
+def matmul_peak(
+    device: torch.device, dtype: torch.dtype, size: int = 2048, repeats: int = 10, threads: int | None = None
+) -> float:
+    """The machine's matrix-multiply throughput in FLOP/s: best of `repeats` (size x size) @ (size x size) products.
+
+    This is the practical peak the models' GEMMs can reach with PyTorch's own kernels (MKL / oneDNN on CPU, cuBLAS
+    on GPU) in `dtype`, not the vendor's datasheet number. On a shared machine, take the best of several calls
+    (`run` measures it before and after the models and keeps the higher).
+    """
+    if threads is not None:
+        torch.set_num_threads(threads)
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    torch.matmul(a, b)  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        torch.matmul(a, b)
+        synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
+
+
+def km2_per_sample(config: S2MAEConfig, ground_sample_distance_m: float = GROUND_SAMPLE_DISTANCE_M) -> float:
+    """Ground area of one input tile in km² (128 px at 10 m: 1.6384 km²)."""
+    return (config.image_size * ground_sample_distance_m / 1000.0) ** 2
 
 
 def synchronize(device: torch.device) -> None:
@@ -233,6 +409,13 @@ class TaskResult:
     encoder_parameters: tuple[int, int]
     s2mae_rounds: list[float] = field(default_factory=list)
     videomae_rounds: list[float] = field(default_factory=list)
+    mode: str = "eager"
+    dtype: str = "float32"
+    gflops_per_sample: tuple[float, float] = (0.0, 0.0)
+    achieved_gflops: tuple[float, float] = (0.0, 0.0)
+    peak_gflops: float | None = None
+    peak_share: tuple[float | None, float | None] = (None, None)
+    s2mae_km2_per_s: float | None = None
 
 
 def measure(
@@ -245,6 +428,9 @@ def measure(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     size: str = "custom",
+    mode: str = "eager",
+    peak_flops: float | None = None,
+    memory: bool = True,
 ) -> TaskResult:
     """Measure S2MAE and VideoMAE (configured alike from `config`) on `task`, alternating them over rounds.
 
@@ -257,11 +443,16 @@ def measure(
         rounds: Timed rounds; the order of the two models alternates between rounds.
         device, dtype: Where and in which dtype both models run.
         size: Label for the result (e.g. the preset name).
+        mode: "eager", "compiled" or "onnx" (see `build_models`); warm-up is at least 1 step when compiled.
+        peak_flops: The machine's matmul FLOP/s in `dtype` (`matmul_peak`), for the share of peak; None leaves it out.
+        memory: Also measure peak memory (one extra step; not in mode "onnx", whose memory PyTorch does not see).
     """
     if steps < 1 or rounds < 1 or warmup < 0:
         raise ValueError(f"Need steps >= 1, rounds >= 1 and warmup >= 0, got {steps}, {rounds}, {warmup}.")
     device = torch.device(device)
-    pair = build_models(task, config, batch_size, device, dtype)
+    pair = build_models(task, config, batch_size, device, dtype, mode)
+    if mode == "compiled":
+        warmup = max(warmup, 1)
     for model in pair:
         for _ in range(warmup):
             model.step()
@@ -270,8 +461,12 @@ def measure(
     for round_index in range(rounds):
         for model in pair if round_index % 2 == 0 else pair[::-1]:
             throughput[model.name].append(batch_size * steps / time_steps(model.step, steps, device))
-    peaks = [peak_memory_bytes(model.step, device) / MIB for model in pair]
+    measure_memory = memory and mode != "onnx"
+    peaks = [peak_memory_bytes(model.step, device) / MIB if measure_memory else 0.0 for model in pair]
     ours, theirs = (throughput[model.name] for model in pair)
+    speeds = (statistics.median(ours), statistics.median(theirs))
+    per_sample = tuple(model.flops_per_step / batch_size for model in pair)
+    achieved = tuple(flops * speed for flops, speed in zip(per_sample, speeds))
     return TaskResult(
         size=size,
         task=task,
@@ -288,13 +483,20 @@ def measure(
         encoder_parameters=(pair[0].encoder_parameters, pair[1].encoder_parameters),
         s2mae_rounds=ours,
         videomae_rounds=theirs,
+        mode=mode,
+        dtype=str(dtype).removeprefix("torch."),
+        gflops_per_sample=tuple(flops / 1e9 for flops in per_sample),
+        achieved_gflops=tuple(value / 1e9 for value in achieved),
+        peak_gflops=None if peak_flops is None else peak_flops / 1e9,
+        peak_share=tuple(None if peak_flops is None else value / peak_flops for value in achieved),
+        s2mae_km2_per_s=speeds[0] * km2_per_sample(config) if task == "inference" else None,
     )
 
 
 def profile_task(
     task: str, config: S2MAEConfig, batch_size: int, device: torch.device, dtype: torch.dtype, row_limit: int
 ) -> str:
-    """Top operators by self time of one step of each model (after one warm-up step), as text tables."""
+    """Top operators by self time of one eager step of each model (after one warm-up step), as text tables."""
     tables = []
     for model in build_models(task, config, batch_size, device, dtype):
         model.step()
@@ -309,20 +511,57 @@ def profile_task(
 
 
 def markdown_table(results: list[TaskResult], device: torch.device) -> str:
+    """One row per (size, task, mode): throughputs, ratio, work, achieved GFLOP/s and share of peak, memory."""
     memory = "peak MiB (CUDA max allocated)" if device.type == "cuda" else "peak MiB (CPU tensor allocations)"
     lines = [
-        f"| size | task | batch | S2MAE samples/s | VideoMAE samples/s | ratio | ratio range over rounds | "
-        f"S2MAE {memory} | VideoMAE {memory} |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| size | task | mode | dtype | batch | S2MAE samples/s | VideoMAE samples/s | ratio | ratio range over rounds "
+        "| GFLOP/sample S2MAE / VideoMAE | GFLOP/s S2MAE / VideoMAE | share of matmul peak S2MAE / VideoMAE "
+        f"| S2MAE km²/s (10 m) | S2MAE {memory} | VideoMAE {memory} |",
+        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for result in results:
+        share = (
+            "-"
+            if result.peak_share[0] is None
+            else f"{100 * result.peak_share[0]:.0f} % / {100 * result.peak_share[1]:.0f} %"
+        )
+        area = "-" if result.s2mae_km2_per_s is None else f"{result.s2mae_km2_per_s:.3g}"
+        memory_cells = (
+            f"{result.s2mae_peak_mib:.0f} | {result.videomae_peak_mib:.0f}" if result.s2mae_peak_mib else "- | -"
+        )
         lines.append(
-            f"| {result.size} | {result.task} | {result.batch_size} | {result.s2mae_samples_per_s:.3g} | "
-            f"{result.videomae_samples_per_s:.3g} | {result.ratio:.2f} | "
+            f"| {result.size} | {result.task} | {result.mode} | {result.dtype} | {result.batch_size} | "
+            f"{result.s2mae_samples_per_s:.3g} | {result.videomae_samples_per_s:.3g} | {result.ratio:.2f} | "
             f"{min(result.round_ratios):.2f}-{max(result.round_ratios):.2f} | "
-            f"{result.s2mae_peak_mib:.0f} | {result.videomae_peak_mib:.0f} |"
+            f"{result.gflops_per_sample[0]:.1f} / {result.gflops_per_sample[1]:.1f} | "
+            f"{result.achieved_gflops[0]:.0f} / {result.achieved_gflops[1]:.0f} | {share} | {area} | {memory_cells} |"
         )
     return "\n".join(lines)
+
+
+# Datasheet dense (no sparsity) bf16 tensor-core peaks in TFLOP/s, matched against the CUDA device name (first
+# match in this order). Pass --peak-tflops for a GPU not listed.
+GPU_BF16_DENSE_TFLOPS = {
+    "H100 PCIe": 756.0,
+    "H100 NVL": 835.0,
+    "GH200": 989.0,
+    "H200": 989.0,
+    "H100": 989.0,
+    "B200": 2250.0,
+    "A100": 312.0,
+    "L40S": 362.0,
+    "A10G": 70.0,
+    "L4": 121.0,
+    "A10": 125.0,
+}
+
+
+def datasheet_bf16_tflops(device_name: str) -> float | None:
+    """The dense bf16 peak of a known CUDA GPU by its name, or None."""
+    for name, tflops in GPU_BF16_DENSE_TFLOPS.items():
+        if name in device_name:
+            return tflops
+    return None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -345,6 +584,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mask-ratio", type=float, default=0.9)
     parser.add_argument("--norm-pix-loss", action="store_true", help="Per-token normalised target for both models.")
     parser.add_argument("--attn-implementation", default="sdpa", choices=["sdpa", "eager"])
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        default=["eager"],
+        choices=MODES,
+        help="eager, compiled (torch.compile), onnx (ONNX Runtime, CPU float32 inference only).",
+    )
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=None,
+        help="Datasheet dense peak of the device in --dtype, for model FLOPs utilisation (default: known GPUs' bf16).",
+    )
+    parser.add_argument("--no-memory", action="store_true", help="Skip the peak-memory step.")
+    parser.add_argument(
+        "--sdpa-backend",
+        default=None,
+        choices=sorted(SDPA_BACKENDS),
+        help="Restrict SDPA to one kernel for both models (e.g. flash); default: PyTorch's choice.",
+    )
     parser.add_argument("--json", default=None, help="Also write the results and the environment to this JSON file.")
     parser.add_argument(
         "--profile", type=int, default=0, metavar="N", help="Also print the top N ops of one step of each model."
@@ -359,6 +618,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> list[TaskResult]:
     args = parse_args(argv)
+    if args.sdpa_backend is None:
+        return run(args)
+    with sdpa_kernel([SDPA_BACKENDS[args.sdpa_backend]]):
+        return run(args)
+
+
+def run(args: argparse.Namespace) -> list[TaskResult]:
+    """Measure every size, task and mode of `args` (from `parse_args`), print the table, write the JSON."""
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
@@ -370,27 +637,65 @@ def main(argv: list[str] | None = None) -> list[TaskResult]:
         "threads": torch.get_num_threads(),
         "dtype": args.dtype,
         "attn_implementation": args.attn_implementation,
+        "sdpa_backend": args.sdpa_backend,
         "mask_ratio": args.mask_ratio,
         "norm_pix_loss": args.norm_pix_loss,
         "steps": args.steps,
         "warmup": args.warmup,
         "rounds": args.rounds,
     }
+    peak = matmul_peak(device, dtype)
+    environment["matmul_peak_gflops"] = round(peak / 1e9, 1)
+    datasheet = args.peak_tflops
+    if datasheet is None and device.type == "cuda" and dtype == torch.bfloat16:
+        datasheet = datasheet_bf16_tflops(environment["device"])
+    environment["datasheet_peak_tflops"] = datasheet
+    environment["modes"] = args.modes
     print(" ".join(f"{key}={value}" for key, value in environment.items()), flush=True)
     results = []
     for size in args.sizes:
         config = benchmark_config(size, args.mask_ratio, args.norm_pix_loss, args.attn_implementation)
         for task in args.tasks:
-            result = measure(
-                task, config, args.batch_size, args.steps, args.warmup, args.rounds, device, dtype, size=size
-            )
-            print(
-                f"{size} {task}: S2MAE {result.s2mae_rounds} VideoMAE {result.videomae_rounds} samples/s per round",
-                flush=True,
-            )
-            results.append(result)
+            for mode in args.modes:
+                if mode == "onnx" and (task != "inference" or device.type != "cpu" or dtype != torch.float32):
+                    print(f"{size} {task} onnx: skipped (ONNX Runtime is measured for float32 CPU inference)")
+                    continue
+                result = measure(
+                    task,
+                    config,
+                    args.batch_size,
+                    args.steps,
+                    args.warmup,
+                    args.rounds,
+                    device,
+                    dtype,
+                    size=size,
+                    mode=mode,
+                    peak_flops=peak,
+                    memory=not args.no_memory,
+                )
+                print(
+                    f"{size} {task} {mode}: S2MAE {result.s2mae_rounds} VideoMAE {result.videomae_rounds} "
+                    "samples/s per round",
+                    flush=True,
+                )
+                if datasheet:
+                    mfu = [value / (datasheet * 1e3) for value in result.achieved_gflops]
+                    print(
+                        f"{size} {task} {mode}: model FLOPs utilisation against the {datasheet:g} TFLOP/s datasheet "
+                        f"peak: S2MAE {100 * mfu[0]:.1f} %, VideoMAE {100 * mfu[1]:.1f} %",
+                        flush=True,
+                    )
+                results.append(result)
             if args.profile:
                 print(profile_task(task, config, args.batch_size, device, dtype, args.profile), flush=True)
+    # a busy machine lowers a single measurement: keep the best of the one before and the one after the models
+    peak = max(peak, matmul_peak(device, dtype))
+    environment["matmul_peak_gflops"] = round(peak / 1e9, 1)
+    for result in results:
+        result.peak_gflops = peak / 1e9
+        result.peak_share = tuple(value * 1e9 / peak for value in result.achieved_gflops)
+    print(f"matmul peak (best before / after the models): {peak / 1e9:.1f} GFLOP/s")
     print()
     print(markdown_table(results, device))
     if args.json:

@@ -110,13 +110,19 @@ def mask_tokens(
         ids_keep: (B, K) long, the token indices of `kept`.
     """
     batch_size, num_tokens, dim = tokens.shape
-    ids_shuffle = torch.argsort(noise.to(tokens.device), dim=1, stable=True)  # (B, L)
-    ids_restore = torch.argsort(ids_shuffle, dim=1)  # (B, L)
+    # ties (tube / spectral noise) keep token order: a stable sort; the ONNX exporter has no stable sort, but ONNX
+    # TopK, which a plain sort becomes, is specified to put the lower index first among equal values
+    noise = noise.to(tokens.device)
+    if torch.onnx.is_in_onnx_export():
+        ids_shuffle = torch.argsort(noise, dim=1)  # (B, L)
+    else:
+        ids_shuffle = torch.argsort(noise, dim=1, stable=True)
+    # the inverse permutation by one scatter rather than a second sort
+    positions = torch.arange(num_tokens, device=tokens.device).expand(batch_size, num_tokens)
+    ids_restore = torch.empty_like(ids_shuffle).scatter_(1, ids_shuffle, positions)  # (B, L)
     ids_keep = ids_shuffle[:, :num_keep]  # (B, K)
     kept = torch.gather(tokens, 1, ids_keep.unsqueeze(-1).expand(batch_size, num_keep, dim))
-    mask = torch.ones(batch_size, num_tokens, device=tokens.device, dtype=tokens.dtype)
-    mask[:, :num_keep] = 0
-    mask = torch.gather(mask, 1, ids_restore)
+    mask = (ids_restore >= num_keep).to(tokens.dtype)  # a token is hidden when its rank is K or more
     return kept, mask, ids_restore, ids_keep
 
 

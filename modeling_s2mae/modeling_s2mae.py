@@ -15,7 +15,8 @@ from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import ImageClassifierOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, logging
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_s2mae import S2MAEConfig
 from .masking import mask_tokens, num_kept_tokens, token_noise
@@ -27,6 +28,8 @@ from .position_embeddings import (
     padded_band_count,
     prepare_band_wavelengths,
 )
+
+logger = logging.get_logger(__name__)
 
 
 @dataclass
@@ -40,7 +43,7 @@ class S2MAEModelOutput(ModelOutput):
         mask: (B, L), 1 for hidden tokens and 0 for visible ones, when masking was applied.
         ids_restore: (B, L), the permutation restoring token order, when masking was applied.
         hidden_states: Embedding output and the output of each layer, each (B, L or K, D).
-        attentions: Per layer (B, heads, L or K, L or K); eager attention only.
+        attentions: Per layer (B, heads, L or K, L or K); computed with eager attention whatever the backend.
     """
 
     last_hidden_state: torch.Tensor | None = None
@@ -86,6 +89,17 @@ class BlockDims:
     @classmethod
     def decoder(cls, config: S2MAEConfig) -> "BlockDims":
         return cls(config.decoder_hidden_size, config.decoder_num_attention_heads, config.decoder_intermediate_size)
+
+
+def is_tracing() -> bool:
+    """True while torch.compile, torch.export, the ONNX exporter or `torch.jit.trace` trace the model.
+
+    Checks that read tensor values (a sample with no valid pixel, class ids out of range) need a data-dependent
+    branch that a traced graph cannot hold; they run in eager mode only. Traced graphs get the same inputs checked
+    once by `S2MAEImageProcessor` (an image with no valid pixel is rejected there); a compiled loss over no valid
+    hidden cube is NaN instead of a `ValueError`.
+    """
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
 
 
 def check_pixel_values(
@@ -262,10 +276,13 @@ class S2MAEAttention(nn.Module):
         value = self.v_proj(hidden_states).view(head_shape).transpose(1, 2)
         implementation = self.config._attn_implementation
         if output_attentions and implementation not in (None, "eager"):
-            raise ValueError(
-                f"output_attentions=True needs attn_implementation='eager' (the model uses {implementation!r}): "
-                "load it with from_pretrained(..., attn_implementation='eager') or call model.set_attn_implementation('eager')."
+            # SDPA, flash and flex kernels return no attention weights: these calls use eager attention instead
+            logger.warning_once(
+                f"output_attentions=True: attention maps are computed with eager attention for these calls (the model "
+                f"uses {implementation!r}, which returns none). Load with attn_implementation='eager' to avoid the "
+                "switch."
             )
+            implementation = "eager"
         attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
         output, weights = attention(
             self,
@@ -332,30 +349,18 @@ class S2MAELayer(GradientCheckpointingLayer):
 
 
 class S2MAEBlockStack(nn.Module):
-    """A stack of `S2MAELayer`s that collects hidden states and attention maps when asked."""
+    """A stack of `S2MAELayer`s. Hidden states and attention maps are recorded by hooks (`capture_outputs`)."""
 
     def __init__(self, config: S2MAEConfig, dims: BlockDims, depth: int, drop_path_rate: float = 0.0):
         super().__init__()
         rates = [drop_path_rate * index / max(depth - 1, 1) for index in range(depth)]  # linear in depth
         self.layers = nn.ModuleList([S2MAELayer(config, dims, rate) for rate in rates])
 
-    def forward(
-        self, hidden_states: torch.Tensor, output_attentions: bool = False, output_hidden_states: bool = False
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None, tuple[torch.Tensor, ...] | None]:
-        """(B, N, D) -> ((B, N, D), hidden states (depth + 1) | None, attentions (depth) | None)."""
-        all_hidden = [hidden_states] if output_hidden_states else None
-        all_attentions = [] if output_attentions else None
+    def forward(self, hidden_states: torch.Tensor, output_attentions: bool = False) -> torch.Tensor:
+        """(B, N, D) -> (B, N, D). `output_attentions` makes every attention module return its weights."""
         for layer in self.layers:
-            hidden_states, weights = layer(hidden_states, output_attentions)
-            if output_hidden_states:
-                all_hidden.append(hidden_states)
-            if output_attentions:
-                all_attentions.append(weights)
-        return (
-            hidden_states,
-            tuple(all_hidden) if output_hidden_states else None,
-            tuple(all_attentions) if output_attentions else None,
-        )
+            hidden_states, _ = layer(hidden_states, output_attentions)
+        return hidden_states
 
 
 class S2MAEPooler(nn.Module):
@@ -374,7 +379,7 @@ class S2MAEPooler(nn.Module):
             hidden_states, token_weights = hidden_states[:, 1:], token_weights[:, 1:]
         token_weights = token_weights.to(hidden_states.dtype).unsqueeze(-1)  # (B, N, 1)
         total = token_weights.sum(dim=1)
-        if bool((total == 0).any()):
+        if not is_tracing() and bool((total == 0).any()):
             raise ValueError("A sample has no valid pixel in any token (pixel_mask is all zero): nothing to pool.")
         return self.layernorm((hidden_states * token_weights).sum(dim=1) / total)
 
@@ -387,12 +392,26 @@ class S2MAEPreTrainedModel(PreTrainedModel):
     input_modalities = ("image",)
     supports_gradient_checkpointing = True
     _no_split_modules = ["S2MAEEmbeddings", "S2MAELayer"]
-    # eager and SDPA are tested to agree; other backends are not claimed until they are tested on a GPU
+    # eager, SDPA and flex attention are tested to agree (flex on CPU); flash attention is not claimed until it is
+    # tested on a GPU
     _supports_sdpa = True
+    _supports_flex_attn = True
+    _can_compile_fullgraph = True
+    # Transformers' output capture: hooks record every encoder layer's output and attention weights, so that
+    # `output_hidden_states` may also select layers (an index or a list of indices, negative ones from the end)
+    _can_record_outputs = {
+        "hidden_states": OutputRecorder(S2MAELayer, index=0),
+        "attentions": OutputRecorder(S2MAEAttention, index=1),
+    }
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
-        """MAE initialisation, safe under meta-device loading (loaded tensors carry `_is_hf_initialized`)."""
+        """MAE initialisation, safe under meta-device loading (loaded tensors carry `_is_hf_initialized`).
+
+        Linear layers and the cube embedding keep the original MAE's Xavier-uniform initialisation, whose scale
+        follows each layer's fan-in and fan-out: `config.initializer_range` does not apply to them. It sets the
+        standard deviation of the learnable position tables (truncated normal) and of the decoder's mask token.
+        """
         if isinstance(module, nn.Linear):
             init.xavier_uniform_(module.weight)
             if module.bias is not None:
@@ -512,12 +531,17 @@ class S2MAEPreTrainedModel(PreTrainedModel):
         return names
 
     def _resolve_output_flags(
-        self, output_attentions: bool | None, output_hidden_states: bool | None, return_dict: bool | None
-    ) -> tuple[bool, bool, bool]:
+        self,
+        output_attentions: bool | None,
+        output_hidden_states: bool | int | list[int] | None,
+        return_dict: bool | None,
+    ) -> tuple[bool, bool | int | list[int], bool]:
+        """The flags with the config's defaults filled in; a layer selection in `output_hidden_states` is kept."""
         config = self.config
+        hidden = config.output_hidden_states if output_hidden_states is None else output_hidden_states
         return (
             bool(config.output_attentions if output_attentions is None else output_attentions),
-            bool(config.output_hidden_states if output_hidden_states is None else output_hidden_states),
+            hidden if isinstance(hidden, (int, list, tuple)) and not isinstance(hidden, bool) else bool(hidden),
             bool(config.return_dict if return_dict is None else return_dict),
         )
 
@@ -546,6 +570,16 @@ class S2MAEModel(S2MAEPreTrainedModel):
     def get_input_embeddings(self) -> S2MAECubeEmbeddings:
         return self.embeddings.cube_embeddings
 
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        """Replace the cube embedding: a module mapping (B, C, H, W) to (B, L, D) tokens, spectral-group major."""
+        if not isinstance(value, nn.Module):
+            raise ValueError(
+                f"The input embeddings must be an nn.Module mapping pixel values (B, C, H, W) to tokens (B, L, "
+                f"{self.config.hidden_size}), got {type(value).__name__}."
+            )
+        self.embeddings.cube_embeddings = value
+
+    @capture_outputs(tie_last_hidden_states=False)
     def forward(
         self,
         pixel_values: torch.Tensor,
@@ -570,21 +604,22 @@ class S2MAEModel(S2MAEPreTrainedModel):
             apply_masking: Hide `mask_ratio` of the tokens (pretraining); the output then holds the K visible ones.
             mask_ratio: Override of `config.mask_ratio` for this call (e.g. reconstructions at 50/75/90/95 %).
             interpolate_pos_encoding: Accept another image size or band count by interpolating the position tables.
-            output_attentions: Return per-layer attention maps (eager attention only).
-            output_hidden_states: Return the embedding output and every layer's output.
+            output_attentions: Return per-layer attention maps (computed with eager attention under other backends).
+            output_hidden_states: Return the embedding output and every layer's output (before the final
+                LayerNorm); an index or a list of indices (negative ones count from the end) selects among them.
             return_dict: Return a `S2MAEModelOutput` (default) or a tuple.
             band_wavelengths: (C,) or (B, C) centre wavelengths in nm of the input's bands (from the image
                 processor or `sensors.get_sensor(...).wavelengths()`): places another band set by wavelength.
             band_bandwidths: (C,) or (B, C) FWHM in nm, with `band_wavelengths` (estimated from the spacing if None).
+
+        `hidden_states` and `attentions` are recorded by Transformers' `capture_outputs` hooks.
         """
-        output_attentions, output_hidden_states, return_dict = self._resolve_output_flags(
-            output_attentions, output_hidden_states, return_dict
-        )
+        output_attentions = bool(self.config.output_attentions if output_attentions is None else output_attentions)
         apply_masking = apply_masking or noise is not None
         embeddings, mask, ids_restore, ids_keep = self.embeddings(
             pixel_values, apply_masking, noise, mask_ratio, interpolate_pos_encoding, band_wavelengths, band_bandwidths
         )
-        hidden_states, all_hidden, all_attentions = self.encoder(embeddings, output_attentions, output_hidden_states)
+        hidden_states = self.encoder(embeddings, output_attentions)
         sequence_output = self.layernorm(hidden_states)
 
         pooled_output = None
@@ -598,15 +633,9 @@ class S2MAEModel(S2MAEPreTrainedModel):
                     token_weights = torch.gather(token_weights, 1, ids_keep)
             pooled_output = self.pooler(sequence_output, token_weights)
 
-        output = S2MAEModelOutput(
-            last_hidden_state=sequence_output,
-            pooler_output=pooled_output,
-            mask=mask,
-            ids_restore=ids_restore,
-            hidden_states=all_hidden,
-            attentions=all_attentions,
+        return S2MAEModelOutput(
+            last_hidden_state=sequence_output, pooler_output=pooled_output, mask=mask, ids_restore=ids_restore
         )
-        return output if return_dict else output.to_tuple()
 
 
 class S2MAEDecoder(nn.Module):
@@ -644,7 +673,7 @@ class S2MAEDecoder(nn.Module):
         hidden_states = hidden_states + self.position_embeddings(
             grid, interpolate_pos_encoding, band_wavelengths, band_bandwidths
         )
-        hidden_states, _, _ = self.decoder_layers(hidden_states)
+        hidden_states = self.decoder_layers(hidden_states)
         return self.decoder_pred(self.decoder_norm(hidden_states))  # (B, L, s * p * p)
 
 
@@ -659,6 +688,9 @@ class S2MAEForPreTraining(S2MAEPreTrainedModel):
 
     def get_input_embeddings(self) -> S2MAECubeEmbeddings:
         return self.s2mae.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.s2mae.set_input_embeddings(value)
 
     def patchify(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, L, s * p * p); each cube ordered band-within-cube, then pixel row, then column."""
@@ -734,7 +766,7 @@ class S2MAEForPreTraining(S2MAEPreTrainedModel):
             token_loss = (squared_error * valid).sum(dim=-1) / valid_count.clamp(min=1)
             weights = mask * (valid_count > 0)
         total = weights.sum()
-        if total == 0:
+        if not is_tracing() and bool(total == 0):
             raise ValueError("No hidden cube has a valid pixel (pixel_mask): the loss is undefined for this batch.")
         return (token_loss * weights).sum() / total
 
@@ -824,6 +856,9 @@ class S2MAEForImageClassification(S2MAEPreTrainedModel):
     def get_input_embeddings(self) -> S2MAECubeEmbeddings:
         return self.s2mae.get_input_embeddings()
 
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.s2mae.set_input_embeddings(value)
+
     def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Check `labels`, then compute Transformers' `self.loss_function` (its image-classification loss).
 
@@ -853,7 +888,7 @@ class S2MAEForImageClassification(S2MAEPreTrainedModel):
                     f"single-label classification needs integer class ids of shape (B,), got {labels.dtype} "
                     f"{tuple(labels.shape)}; for multi-hot labels set problem_type='multi_label_classification'."
                 )
-            if bool(((labels < 0) | (labels >= self.num_labels)).any()):
+            if not is_tracing() and bool(((labels < 0) | (labels >= self.num_labels)).any()):
                 raise ValueError(f"Class ids must be in [0, {self.num_labels}), got {labels.tolist()}.")
             labels = labels.long()
         elif self.config.problem_type == "multi_label_classification":

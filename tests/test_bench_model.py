@@ -1,6 +1,8 @@
 """The model benchmark runs, and it compares S2MAE with a VideoMAE configured alike."""
 
 import importlib.util
+import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -75,3 +77,70 @@ def test_videomae_config_matches_the_transformer_sizes_and_attention(bench_model
     assert videomae.norm_pix_loss == config.norm_pix_loss
     assert videomae._attn_implementation == config._attn_implementation == "sdpa"
     assert config.num_tokens - config.num_kept_tokens() == 1024 - int(1024 * 0.1)
+
+
+def test_flops_peak_share_and_scene_area_are_reported(bench_model):
+    config = tiny_config()
+    peak = bench_model.matmul_peak(torch.device("cpu"), torch.float32, size=256, repeats=2)
+    assert peak > 1e8  # any machine this runs on multiplies faster than 0.1 GFLOP/s
+    result = bench_model.measure("inference", config, batch_size=2, warmup=0, rounds=1, peak_flops=peak, memory=False)
+    ours, theirs = result.gflops_per_sample
+    # the encoders do the same matrix work: 8 tokens through 2 blocks of width 96 (plus the embedding)
+    blocks = 2 * (2 * 8 * 96 * 96 * 4 + 2 * 2 * 8 * 96 * 192 + 2 * 2 * 8 * 8 * 96)
+    embedding = 2 * 8 * 192 * 96
+    assert ours == pytest.approx((blocks + embedding) / 1e9, rel=0.01)
+    assert theirs == pytest.approx(ours, rel=0.01)
+    assert result.achieved_gflops[0] == pytest.approx(ours * result.s2mae_samples_per_s)
+    assert result.peak_share[0] == pytest.approx(result.achieved_gflops[0] * 1e9 / peak)
+    assert result.s2mae_km2_per_s == pytest.approx(result.s2mae_samples_per_s * (16 * 10 / 1000) ** 2)
+    table = bench_model.markdown_table([result], torch.device("cpu"))
+    assert "| inference | eager | float32 | 2 |" in table and "share of matmul peak" in table
+
+
+def test_datasheet_peaks_match_gpu_names(bench_model):
+    assert bench_model.datasheet_bf16_tflops("NVIDIA H100 80GB HBM3") == 989.0
+    assert bench_model.datasheet_bf16_tflops("NVIDIA H100 PCIe") == 756.0
+    assert bench_model.datasheet_bf16_tflops("NVIDIA A100-SXM4-80GB") == 312.0
+    assert bench_model.datasheet_bf16_tflops("Some Other GPU") is None
+
+
+def test_onnx_mode_is_refused_outside_float32_cpu_inference(bench_model):
+    with pytest.raises(ValueError, match="float32 inference on the CPU"):
+        bench_model.measure("pretraining", tiny_config(), batch_size=2, rounds=1, mode="onnx")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("task", "mode"), [("inference", "onnx"), ("inference", "compiled"), ("pretraining", "compiled")]
+)
+def test_onnx_and_compiled_modes_run(bench_model, task, mode):
+    if mode == "onnx":
+        pytest.importorskip("onnxruntime")
+    result = bench_model.measure(task, tiny_config(), batch_size=2, warmup=0, rounds=1, mode=mode, memory=False)
+    assert result.mode == mode and result.s2mae_samples_per_s > 0 and result.videomae_samples_per_s > 0
+
+
+def test_command_line_writes_the_environment_and_results(bench_model, monkeypatch, tmp_path):
+    """The options gpu.sh passes (bf16, SDPA restricted to the flash kernel, a datasheet peak) on a tiny config."""
+    monkeypatch.setattr(bench_model, "benchmark_config", lambda *args, **kwargs: tiny_config())
+    output = tmp_path / "results.json"
+    argv = ["--sizes", "vit-s", "--tasks", "inference", "--device", "cpu", "--dtype", "bfloat16"]
+    argv += ["--sdpa-backend", "flash", "--peak-tflops", "1", "--batch-size", "2", "--rounds", "1", "--warmup", "0"]
+    results = bench_model.main([*argv, "--no-memory", "--json", str(output)])
+    saved = json.loads(output.read_text())
+    environment = saved["environment"]
+    assert environment["dtype"] == "bfloat16" and environment["sdpa_backend"] == "flash"
+    assert environment["matmul_peak_gflops"] > 0 and environment["datasheet_peak_tflops"] == 1
+    assert len(results) == len(saved["results"]) == 1 and saved["results"][0]["mode"] == "eager"
+    assert saved["results"][0]["dtype"] == "bfloat16"
+
+
+def test_gpu_script_is_valid_bash_and_lists_its_runs():
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    listed = subprocess.run(["bash", str(script), "--dry-run"], check=True, capture_output=True, text=True).stdout
+    lines = listed.strip().splitlines()
+    assert len(lines) == 4  # ViT-B and ViT-L, pretraining and inference
+    for line in lines:
+        assert "--device cuda --dtype bfloat16" in line and "--sdpa-backend flash" in line
+        assert "--modes eager compiled" in line

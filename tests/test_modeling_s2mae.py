@@ -1,5 +1,7 @@
 """Behaviour of the S2MAE models: shapes, masking, saving and loading, attention backends, training."""
 
+import logging
+
 import pytest
 import torch
 from huggingface_hub.errors import StrictDataclassFieldValidationError
@@ -217,11 +219,20 @@ def test_hidden_states_and_attentions_shapes():
     assert masked.hidden_states[-1].shape == (2, visible, config.hidden_size)
 
 
-def test_attentions_under_sdpa_raise_a_clear_error():
-    model = S2MAEModel(tiny_config())
+def test_attentions_under_sdpa_fall_back_to_eager_attention_with_a_warning(caplog):
+    model = S2MAEModel(tiny_config()).eval()
     model.set_attn_implementation("sdpa")
-    with pytest.raises(ValueError, match="attn_implementation='eager'"):
-        model(pixel_batch(model.config), output_attentions=True)
+    pixels = pixel_batch(model.config)
+    logging.Logger.warning_once.cache_clear()  # the warning is emitted once per process
+    with caplog.at_level("WARNING"):
+        out = model(pixels, output_attentions=True)
+    assert "computed with eager attention" in caplog.text
+    model.set_attn_implementation("eager")
+    expected = model(pixels, output_attentions=True)
+    assert len(out.attentions) == model.config.num_hidden_layers
+    for got, reference in zip(out.attentions, expected.attentions):
+        assert torch.allclose(got, reference, atol=1e-6)
+    assert torch.allclose(out.last_hidden_state, expected.last_hidden_state, atol=1e-5)
 
 
 def test_return_dict_false_gives_tuples():

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# S2MAE against VideoMAE on one CUDA GPU: bf16 weights, SDPA restricted to the flash kernel, eager and
+# torch.compile, ViT-B and ViT-L, pretraining (forward + backward) and encoder inference. Prints per run the samples/s,
+# the ratio S2MAE / VideoMAE, GFLOP/s, the share of the GPU's measured bf16 matmul peak, the model FLOPs utilisation
+# against the GPU's datasheet dense bf16 peak (known GPUs, or PEAK_TFLOPS=...), km²/s of 10 m imagery, peak memory.
+#
+# Budget: under 8 minutes. Each of the four runs (size x task) has its own time limit (RUN_LIMIT_S, 105 s by default;
+# compile time is spent in the untimed warm-up and counts against it), so a slow run loses only its own row.
+#
+# Usage (from anywhere; run on the GPU machine):
+#   bash benchmarks/gpu.sh                      # results in benchmarks/results/gpu-<date>/
+#   OUT_DIR=/tmp/gpu BATCH_SIZE=128 bash benchmarks/gpu.sh
+#   bash benchmarks/gpu.sh --dry-run            # print the commands only (works without a GPU)
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+export PYTHONPATH="${PWD}${PYTHONPATH:+:${PYTHONPATH}}"
+
+OUT_DIR="${OUT_DIR:-benchmarks/results/gpu-$(date +%Y%m%d-%H%M%S)}"
+BATCH_SIZE="${BATCH_SIZE:-64}"
+STEPS="${STEPS:-10}"
+WARMUP="${WARMUP:-3}"
+ROUNDS="${ROUNDS:-3}"
+RUN_LIMIT_S="${RUN_LIMIT_S:-105}"
+SIZES="${SIZES:-vit-b vit-l}"
+MODES="${MODES:-eager compiled}"
+PEAK_ARGS=()
+if [[ -n "${PEAK_TFLOPS:-}" ]]; then
+    PEAK_ARGS=(--peak-tflops "${PEAK_TFLOPS}")
+fi
+
+DRY_RUN=0
+if [[ "${1:-}" == "--dry-run" ]]; then
+    DRY_RUN=1
+fi
+
+if [[ "${DRY_RUN}" == 0 ]]; then
+    if ! python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+        echo "gpu.sh: no CUDA device visible to torch (torch $(python -c 'import torch; print(torch.__version__)')):" \
+            "run it on a GPU machine with a CUDA build of torch, or see benchmarks/README.md for the CPU benchmark." >&2
+        exit 2
+    fi
+    mkdir -p "${OUT_DIR}"
+    nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "${OUT_DIR}/nvidia-smi.csv" || true
+fi
+
+start=$(date +%s)
+status=0
+for size in ${SIZES}; do
+    for task in pretraining inference; do
+        name="${size}-${task}"
+        command=(
+            python -m benchmarks.bench_model
+            --device cuda --dtype bfloat16 --attn-implementation sdpa --sdpa-backend flash
+            --sizes "${size}" --tasks "${task}" --modes ${MODES}
+            --batch-size "${BATCH_SIZE}" --steps "${STEPS}" --warmup "${WARMUP}" --rounds "${ROUNDS}"
+            --json "${OUT_DIR}/${name}.json" "${PEAK_ARGS[@]}"
+        )
+        if [[ "${DRY_RUN}" == 1 ]]; then
+            echo "timeout ${RUN_LIMIT_S} ${command[*]}"
+            continue
+        fi
+        echo "=== ${name} ($(($(date +%s) - start)) s elapsed)"
+        if ! timeout "${RUN_LIMIT_S}" "${command[@]}" 2>&1 | tee "${OUT_DIR}/${name}.log"; then
+            echo "gpu.sh: ${name} failed or ran past ${RUN_LIMIT_S} s (see ${OUT_DIR}/${name}.log)" >&2
+            status=1
+        fi
+    done
+done
+
+if [[ "${DRY_RUN}" == 0 ]]; then
+    echo "=== done in $(($(date +%s) - start)) s; tables:"
+    grep -h -A3 "^| size" "${OUT_DIR}"/*.log | grep -v "^--$" || true
+    echo "results: ${OUT_DIR}"
+fi
+exit "${status}"

@@ -1,0 +1,95 @@
+"""Export an S2MAE checkpoint to ONNX, with its config and image processor, checked against PyTorch.
+
+Writes to `--output_dir`: `model.onnx` (dynamic batch; weights over 1.8 GB in `model.onnx.data`), `config.json`,
+`preprocessor_config.json` (the checkpoint's image processor, or a default `S2MAEImageProcessor` for the config's
+bands when it has none) and `export_report.json` (inputs, outputs, largest difference from PyTorch per output).
+The export fails when ONNX Runtime differs from PyTorch by more than `--atol` (1e-4) on a fresh batch.
+
+Run the file with ONNX Runtime (CPU):
+
+    from transformers import AutoImageProcessor
+    from modeling_s2mae.export import S2MAEOnnxModel
+    model = S2MAEOnnxModel.from_pretrained("exported")
+    processor = AutoImageProcessor.from_pretrained("exported")
+    features = model(**processor(tile, input_band_names=..., return_tensors="np")).pooler_output
+
+Examples:
+    python examples/export_onnx.py --model_name_or_path outputs/s2mae-sample --output_dir exported --task encoder
+    python examples/export_onnx.py --model_name_or_path ckpt --task classification --output_dir exported-cls
+"""
+
+import json
+import logging
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from transformers import AutoImageProcessor, HfArgumentParser
+
+import modeling_s2mae  # noqa: F401  (registers the S2MAE classes with the Auto classes)
+from modeling_s2mae.configuration_s2mae import S2MAEConfig
+from modeling_s2mae.export import ONNX_FILE_NAME, OnnxExportReport, export_onnx
+from modeling_s2mae.image_processing_s2mae import S2MAEImageProcessor
+from modeling_s2mae.modeling_s2mae import S2MAEForImageClassification, S2MAEForPreTraining, S2MAEModel
+
+logger = logging.getLogger("export_onnx")
+
+TASKS = {"encoder": S2MAEModel, "classification": S2MAEForImageClassification, "pretraining": S2MAEForPreTraining}
+
+
+@dataclass
+class ExportArguments:
+    model_name_or_path: str = field(metadata={"help": "Checkpoint folder (or Hub id) of any S2MAE model class."})
+    output_dir: str = field(metadata={"help": "Folder for model.onnx, config.json and preprocessor_config.json."})
+    task: str = field(
+        default="encoder",
+        metadata={"help": "encoder (features), classification (logits) or pretraining (loss and reconstruction)."},
+    )
+    pixel_mask: bool = field(default=True, metadata={"help": "Give the graph a pixel_mask input (nodata pixels)."})
+    opset_version: int | None = field(default=None, metadata={"help": "ONNX opset (default: the exporter's)."})
+    atol: float = field(default=1e-4, metadata={"help": "Largest difference from PyTorch allowed in any output."})
+
+
+def export_checkpoint(args: ExportArguments) -> OnnxExportReport:
+    """Load the checkpoint as the model class of `args.task`, export it and write the processor and config."""
+    if args.task not in TASKS:
+        raise ValueError(f"--task must be one of {sorted(TASKS)}, got {args.task!r}.")
+    model_class = TASKS[args.task]
+    kwargs = {"add_pooling_layer": True} if model_class is S2MAEModel else {}
+    model = model_class.from_pretrained(args.model_name_or_path, attn_implementation="sdpa", **kwargs).float()
+    output_dir = Path(args.output_dir)
+    report = export_onnx(
+        model,
+        output_dir / ONNX_FILE_NAME,
+        pixel_mask=args.pixel_mask,
+        opset_version=args.opset_version,
+        atol=args.atol,
+    )
+    model.config.save_pretrained(output_dir)
+    try:
+        processor = AutoImageProcessor.from_pretrained(args.model_name_or_path)
+    except OSError:  # a checkpoint saved without its processor: the defaults for the model's bands and size
+        config: S2MAEConfig = model.config
+        logger.warning("No image processor in %s: writing a default one.", args.model_name_or_path)
+        processor = S2MAEImageProcessor(band_names=list(config.band_names), size=config.image_size)
+    processor.save_pretrained(output_dir)
+    (output_dir / "export_report.json").write_text(json.dumps(asdict(report), indent=2), encoding="utf-8")
+    logger.info(
+        "Wrote %s (inputs %s, outputs %s); largest difference from PyTorch %s",
+        report.path,
+        report.input_names,
+        report.output_names,
+        report.max_abs_diff,
+    )
+    return report
+
+
+def main(argv: list[str] | None = None) -> OnnxExportReport:
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    parser = HfArgumentParser(ExportArguments)
+    (args,) = parser.parse_args_into_dataclasses(args=argv)
+    return export_checkpoint(args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

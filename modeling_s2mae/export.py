@@ -1,0 +1,347 @@
+"""Export S2MAE models with `torch.export` and to ONNX, and run ONNX files with ONNX Runtime.
+
+Every model class exports with a dynamic batch dimension; height, width and band count are those of the config
+(the image processor resizes to them). The traced graphs hold no data-dependent branch: the value checks that
+eager mode makes (a sample with no valid pixel, class ids out of range) are skipped while tracing, see
+`modeling_s2mae.modeling_s2mae.is_tracing`.
+
+Graph inputs and outputs, by model class (`pixel_mask` only with `pixel_mask=True`, the default):
+
+| model | inputs | outputs |
+| --- | --- | --- |
+| `S2MAEModel` | `pixel_values` (B, C, H, W) float32, `pixel_mask` (B, H, W) int64 | `last_hidden_state` (B, L, D), `pooler_output` (B, D) |
+| `S2MAEForImageClassification` | `pixel_values`, `pixel_mask` | `logits` (B, num_labels) |
+| `S2MAEForPreTraining` | `pixel_values`, `noise` (masking noise, see `masking.token_noise`), `pixel_mask` | `loss` (), `logits` (B, L, s*p*p), `mask` (B, L), `ids_restore` (B, L) |
+
+The pretraining graph takes the masking noise as an input (draw it uniformly in [0, 1)) so that it is
+deterministic and comparable with PyTorch; its mask ratio is the config's, fixed at export.
+"""
+
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from transformers.modeling_outputs import ImageClassifierOutput
+
+from .configuration_s2mae import S2MAEConfig
+from .modeling_s2mae import (
+    S2MAEForImageClassification,
+    S2MAEForPreTraining,
+    S2MAEForPreTrainingOutput,
+    S2MAEModel,
+    S2MAEModelOutput,
+)
+
+ONNX_FILE_NAME = "model.onnx"
+"""The file name `export_onnx` is given by `examples/export_onnx.py` and that `S2MAEOnnxModel.from_pretrained` reads."""
+
+_EXTERNAL_DATA_BYTES = 1_800_000_000  # ONNX protobuf files are limited to 2 GiB: larger weights go to a .data file
+
+
+def graph_signature(model: nn.Module, pixel_mask: bool = True) -> tuple[list[str], list[str]]:
+    """(input names, output names) of the exported graph of `model`, in order (see the module docstring).
+
+    Raises:
+        ValueError: for a model that is not one of the three S2MAE classes.
+    """
+    mask_input = ["pixel_mask"] if pixel_mask else []
+    if isinstance(model, S2MAEForPreTraining):
+        return ["pixel_values", "noise", *mask_input], ["loss", "logits", "mask", "ids_restore"]
+    if isinstance(model, S2MAEForImageClassification):
+        return ["pixel_values", *mask_input], ["logits"]
+    if isinstance(model, S2MAEModel):
+        outputs = ["last_hidden_state"] + (["pooler_output"] if model.pooler is not None else [])
+        return ["pixel_values", *mask_input], outputs
+    raise ValueError(
+        f"Can export S2MAEModel, S2MAEForImageClassification or S2MAEForPreTraining, got {type(model).__name__}."
+    )
+
+
+class ExportWrapper(nn.Module):
+    """A model with positional tensor inputs and a tuple of tensor outputs, in `graph_signature` order."""
+
+    def __init__(self, model: nn.Module, pixel_mask: bool = True):
+        super().__init__()
+        self.model = model
+        self.input_names, self.output_names = graph_signature(model, pixel_mask)
+
+    def forward(
+        self, pixel_values: torch.Tensor, noise: torch.Tensor | None = None, pixel_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        """Inputs by name (see `graph_signature`) -> the outputs of `graph_signature`, in order."""
+        kwargs = {"noise": noise} if noise is not None else {}
+        outputs = self.model(pixel_values, pixel_mask=pixel_mask, **kwargs, return_dict=True)
+        return tuple(outputs[name] for name in self.output_names)
+
+
+def example_inputs(
+    model: nn.Module, batch_size: int = 2, pixel_mask: bool = True, seed: int = 0
+) -> dict[str, torch.Tensor]:
+    """Random inputs of the graph of `model`, by name: pixel values in [0, 1], an all-valid pixel mask, noise.
+
+    Args:
+        model: One of the three S2MAE model classes.
+        batch_size: B (use 2 or more for an export with a dynamic batch: a batch of 1 is specialised).
+        pixel_mask: Include `pixel_mask`.
+        seed: Seed of the values.
+    """
+    config: S2MAEConfig = model.config
+    generator = torch.Generator().manual_seed(seed)
+    size = config.image_size
+    inputs = {"pixel_values": torch.rand(batch_size, config.num_channels, size, size, generator=generator)}
+    if isinstance(model, S2MAEForPreTraining):
+        groups, spatial = config.num_spectral_groups, config.grid_size**2
+        shape = {"tube": (batch_size, spatial), "spectral": (batch_size, groups)}.get(
+            config.masking_strategy, (batch_size, groups * spatial)
+        )
+        inputs["noise"] = torch.rand(shape, generator=generator)
+    if pixel_mask:
+        inputs["pixel_mask"] = torch.ones(batch_size, size, size, dtype=torch.long)
+    input_names, _ = graph_signature(model, pixel_mask)
+    return {name: inputs[name] for name in input_names}
+
+
+def _dynamic_batch(input_names: list[str]) -> dict[str, dict[int, Any]]:
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    return {name: {0: batch} for name in input_names}
+
+
+def export_program(model: nn.Module, batch_size: int = 2, pixel_mask: bool = True) -> torch.export.ExportedProgram:
+    """`torch.export` of `model` (in eval mode) with a dynamic batch dimension.
+
+    Call the result with `program.module()(**example_inputs(model))`; it returns the outputs of
+    `graph_signature` as a tuple.
+
+    Args:
+        model: One of the three S2MAE model classes.
+        batch_size: Batch size of the example inputs traced (>= 2).
+        pixel_mask: Include `pixel_mask` as an input.
+    """
+    if batch_size < 2:
+        raise ValueError(f"Trace with batch_size >= 2 so that the batch stays dynamic, got {batch_size}.")
+    wrapper = ExportWrapper(model, pixel_mask).eval()
+    inputs = example_inputs(model, batch_size, pixel_mask)
+    with _eval_mode(model):
+        return torch.export.export(wrapper, (), inputs, dynamic_shapes=_dynamic_batch(wrapper.input_names))
+
+
+class _eval_mode:
+    """Puts a module in eval mode for a `with` block and restores its mode afterwards."""
+
+    def __init__(self, module: nn.Module):
+        self.module, self.was_training = module, module.training
+
+    def __enter__(self) -> nn.Module:
+        return self.module.eval()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.module.train(self.was_training)
+
+
+@dataclass
+class OnnxExportReport:
+    """What `export_onnx` wrote and how closely ONNX Runtime reproduced PyTorch."""
+
+    path: str
+    input_names: list[str]
+    output_names: list[str]
+    check_batch_size: int
+    max_abs_diff: dict[str, float]
+    atol: float
+
+
+def _require_onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "ONNX Runtime is needed to run or check ONNX files: pip install 's2mae[onnx]' (or onnxruntime)."
+        ) from error
+    return onnxruntime
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | os.PathLike,
+    pixel_mask: bool = True,
+    opset_version: int | None = None,
+    atol: float = 1e-4,
+    check: bool = True,
+    check_batch_size: int = 3,
+) -> OnnxExportReport:
+    """Export `model` to an ONNX file with a dynamic batch and check it against PyTorch with ONNX Runtime.
+
+    The check runs the file on a fresh random batch of `check_batch_size` (another size than the one traced) and
+    compares every output with the PyTorch model's.
+
+    Args:
+        model: One of the three S2MAE model classes (exported in eval mode, float32).
+        path: The .onnx file to write; weights over 1.8 GB go to `<path>.data` next to it.
+        pixel_mask: Include `pixel_mask` as an input.
+        opset_version: ONNX opset (default: the exporter's).
+        atol: Largest absolute difference allowed between ONNX Runtime and PyTorch in any output.
+        check: Run the ONNX Runtime check (needs `onnxruntime`).
+        check_batch_size: Batch size of the check.
+
+    Returns:
+        An `OnnxExportReport` with the largest absolute difference per output (empty without the check).
+
+    Raises:
+        ValueError: when an output differs by more than `atol`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wrapper = ExportWrapper(model, pixel_mask).eval()
+    inputs = example_inputs(model, 2, pixel_mask)
+    config: S2MAEConfig = model.config
+    with _eval_mode(model), warnings.catch_warnings():
+        # every input shares the one batch dimension; the exporter warns that it names it once
+        warnings.filterwarnings("ignore", message=".*axis name.*will not be used")
+        program = torch.onnx.export(
+            wrapper,
+            (),
+            kwargs=inputs,
+            input_names=wrapper.input_names,
+            output_names=wrapper.output_names,
+            dynamic_shapes=_dynamic_batch(wrapper.input_names),
+            opset_version=opset_version,
+            dynamo=True,
+            verbose=False,
+        )
+    metadata = {
+        "s2mae_model_class": type(model).__name__,
+        "s2mae_config": config.to_json_string(use_diff=False),
+    }
+    program.model.metadata_props.update(metadata)
+    size = sum(parameter.numel() * parameter.element_size() for parameter in model.parameters())
+    program.save(str(path), external_data=size > _EXTERNAL_DATA_BYTES)
+
+    differences: dict[str, float] = {}
+    if check:
+        runtime = S2MAEOnnxModel(path)
+        check_inputs = example_inputs(model, check_batch_size, pixel_mask, seed=1)
+        if pixel_mask:  # a few invalid pixels, so that the weighted pooling and the masked loss are exercised
+            check_inputs["pixel_mask"][:, : config.patch_size, :] = 0
+        with _eval_mode(model), torch.no_grad():
+            expected = wrapper(**check_inputs)
+        got = runtime.run({name: value.numpy() for name, value in check_inputs.items()})
+        for name, reference in zip(wrapper.output_names, expected):
+            differences[name] = float(np.abs(got[name].astype(np.float64) - reference.double().numpy()).max())
+        worst = max(differences.values())
+        if worst > atol:
+            raise ValueError(
+                f"The ONNX file {path} differs from PyTorch by up to {worst:.3g} (per output: {differences}), more "
+                f"than atol={atol}. Export in float32 with attn_implementation='sdpa' or 'eager'."
+            )
+    return OnnxExportReport(str(path), wrapper.input_names, wrapper.output_names, check_batch_size, differences, atol)
+
+
+class S2MAEOnnxModel:
+    """Run an ONNX file written by `export_onnx` with ONNX Runtime and get the PyTorch model's output classes.
+
+    >>> model = S2MAEOnnxModel("exported/model.onnx")  # doctest: +SKIP
+    >>> out = model(**processor(tile, return_tensors="pt"))  # S2MAEModelOutput with torch tensors  # doctest: +SKIP
+
+    Args:
+        path: The .onnx file.
+        providers: ONNX Runtime execution providers (default CPU).
+        session_options: `onnxruntime.SessionOptions`, e.g. with `intra_op_num_threads` set.
+    """
+
+    def __init__(self, path: str | os.PathLike, providers: list[str] | None = None, session_options: Any = None):
+        onnxruntime = _require_onnxruntime()
+        self.path = str(path)
+        self.session = onnxruntime.InferenceSession(
+            self.path, sess_options=session_options, providers=providers or ["CPUExecutionProvider"]
+        )
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        if "s2mae_model_class" not in metadata:
+            raise ValueError(f"{self.path} was not written by modeling_s2mae.export.export_onnx (no S2MAE metadata).")
+        self.model_class: str = metadata["s2mae_model_class"]
+        self.config = S2MAEConfig.from_dict(json.loads(metadata["s2mae_config"]))
+        self.input_names = [node.name for node in self.session.get_inputs()]
+        self.output_names = [node.name for node in self.session.get_outputs()]
+        self._input_types = {node.name: node.type for node in self.session.get_inputs()}
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, **kwargs: Any) -> "S2MAEOnnxModel":
+        """Load `<directory>/model.onnx` (as written by `examples/export_onnx.py`)."""
+        path = Path(directory) / ONNX_FILE_NAME
+        if not path.is_file():
+            raise ValueError(f"No {ONNX_FILE_NAME} in {directory}: export one with examples/export_onnx.py.")
+        return cls(path, **kwargs)
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the graph on numpy inputs named as in `self.input_names`; returns the outputs by name."""
+        missing = [name for name in self.input_names if name not in feeds]
+        if missing:
+            raise ValueError(f"Missing inputs {missing}: this graph takes {self.input_names}.")
+        cast = {"tensor(float)": np.float32, "tensor(int64)": np.int64}
+        arrays = {
+            name: np.ascontiguousarray(feeds[name], dtype=cast[self._input_types[name]]) for name in self.input_names
+        }
+        return dict(zip(self.output_names, self.session.run(self.output_names, arrays)))
+
+    def __call__(
+        self,
+        pixel_values: torch.Tensor | np.ndarray,
+        pixel_mask: torch.Tensor | np.ndarray | None = None,
+        noise: torch.Tensor | np.ndarray | None = None,
+    ) -> S2MAEModelOutput | ImageClassifierOutput | S2MAEForPreTrainingOutput:
+        """Run like the PyTorch model: `pixel_values` (B, C, H, W) in [0, 1], optional `pixel_mask` (B, H, W) and,
+        for a pretraining graph, `noise` (drawn uniformly when None). Returns the PyTorch model's output class.
+        """
+        pixels = _to_numpy(pixel_values)
+        if pixels.ndim != 4:
+            raise ValueError(f"pixel_values must have shape (batch, bands, height, width), got {pixels.shape}.")
+        config = self.config
+        expected = (config.num_channels, config.image_size, config.image_size)
+        if tuple(pixels.shape[1:]) != expected:
+            raise ValueError(
+                f"This ONNX graph takes pixel_values of shape (B, {expected[0]}, {expected[1]}, {expected[2]}), got "
+                f"{tuple(pixels.shape)}: prepare images with the exported S2MAEImageProcessor."
+            )
+        batch_size = pixels.shape[0]
+        feeds = {"pixel_values": pixels}
+        if "pixel_mask" in self.input_names:
+            feeds["pixel_mask"] = (
+                np.ones((batch_size, *pixels.shape[2:]), np.int64) if pixel_mask is None else _to_numpy(pixel_mask)
+            )
+        elif pixel_mask is not None:
+            raise ValueError("This ONNX graph was exported without a pixel_mask input (export with pixel_mask=True).")
+        if "noise" in self.input_names:
+            if noise is None:
+                groups, spatial = config.num_spectral_groups, config.grid_size**2
+                shape = {"tube": (batch_size, spatial), "spectral": (batch_size, groups)}.get(
+                    config.masking_strategy, (batch_size, groups * spatial)
+                )
+                noise = np.random.default_rng().random(shape, dtype=np.float32)
+            feeds["noise"] = _to_numpy(noise)
+        outputs = {name: torch.from_numpy(value) for name, value in self.run(feeds).items()}
+        if self.model_class == "S2MAEForPreTraining":
+            return S2MAEForPreTrainingOutput(**outputs)
+        if self.model_class == "S2MAEForImageClassification":
+            return ImageClassifierOutput(**outputs)
+        return S2MAEModelOutput(**outputs)
+
+
+def _to_numpy(value: torch.Tensor | np.ndarray) -> np.ndarray:
+    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+
+
+__all__ = [
+    "ONNX_FILE_NAME",
+    "ExportWrapper",
+    "OnnxExportReport",
+    "S2MAEOnnxModel",
+    "example_inputs",
+    "export_onnx",
+    "export_program",
+    "graph_signature",
+]
