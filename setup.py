@@ -31,6 +31,15 @@ setup(
     ],
     extras_require={
         "examples": ["matplotlib>=3.8", "tensorboard>=2.15"],
-        "tests": ["pytest>=8", "ruff>=0.6", "matplotlib>=3.8", "tensorboard>=2.15"],
+        "onnx": ["onnx>=1.23,<2", "onnxscript>=0.7,<1", "onnxruntime>=1.32,<2"],
+        "tests": [
+            "pytest>=8",
+            "ruff>=0.6",
+            "matplotlib>=3.8",
+            "tensorboard>=2.15",
+            "onnx>=1.23,<2",
+            "onnxscript>=0.7,<1",
+            "onnxruntime>=1.32,<2",
+        ],
     },
 )

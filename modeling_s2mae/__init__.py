@@ -12,6 +12,7 @@ from .configuration_s2mae import (
     SENTINEL2_WAVELENGTHS_NM,
     S2MAEConfig,
 )
+from .export import S2MAEOnnxModel, export_onnx, export_program
 from .hub import prepare_for_remote_code, save_with_remote_code
 from .image_processing_s2mae import S2MAEImageProcessor
 from .model_card import write_model_card
@@ -29,6 +30,7 @@ from .modeling_s2mae_dense import (
     S2MAEForChangeDetection,
     S2MAEForSemanticSegmentation,
 )
+from .pipelines import PIPELINE_TASK, MultispectralFeatureExtractionPipeline
 from .registration import register_auto_classes
 from .sensors import SENSORS, Sensor, get_sensor, hyperspectral_sensor
 
@@ -37,6 +39,11 @@ register_auto_classes()
 __version__ = "0.1.0"
 
 __all__ = [
+    "MultispectralFeatureExtractionPipeline",
+    "PIPELINE_TASK",
+    "S2MAEOnnxModel",
+    "export_onnx",
+    "export_program",
     "SENSORS",
     "S2MAEBackbone",
     "S2MAEChangeDetectionOutput",
