@@ -34,10 +34,10 @@ from modeling_s2mae.model_card import training_summary, write_model_card
 from modeling_s2mae.modeling_s2mae_dense import S2MAEForChangeDetection
 from modeling_s2mae.training import (
     S2MAETrainer,
-    build_config,
     check_finite_loss,
     check_training_arguments,
     find_resume_checkpoint,
+    new_or_pretrained,
     write_text_safely,
 )
 
@@ -103,14 +103,10 @@ def load_model(model_args: ModelArguments, image_size: int) -> S2MAEForChangeDet
     }
     if model_args.out_indices:
         settings["out_indices"] = model_args.out_indices
-    if model_args.model_name_or_path is None:
-        config = build_config(model_args.preset, model_args.config_overrides, image_size=image_size)
-        config.update(settings)
-        return S2MAEForChangeDetection(config)
-    model = S2MAEForChangeDetection.from_pretrained(model_args.model_name_or_path, **settings)
-    if model.config.image_size != image_size:
-        model.resize_position_embeddings(image_size=image_size)
-    return model
+    return new_or_pretrained(
+        S2MAEForChangeDetection, model_args.model_name_or_path, preset=model_args.preset,
+        config_overrides=model_args.config_overrides, image_size=image_size, **settings,
+    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

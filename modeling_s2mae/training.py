@@ -346,6 +346,27 @@ def record_run_settings(output_dir: str | os.PathLike[str], settings: Mapping[st
     write_text_safely(path, json.dumps(dict(settings), indent=2))
 
 
+def new_or_pretrained(
+    model_class: type,
+    model_name_or_path: str | None,
+    *,
+    preset: str = "sample",
+    config_overrides: str | None = None,
+    image_size: int | None = None,
+    **settings: Any,
+) -> torch.nn.Module:
+    """A task model: new from a preset, or carrying the encoder of any S2MAE checkpoint, with task `settings`
+    written into its config, at `image_size` (position tables interpolated for a checkpoint of another size)."""
+    if model_name_or_path is None:
+        config = build_config(preset, config_overrides, image_size=image_size)
+        config.update(settings)
+        return model_class(config)
+    model = model_class.from_pretrained(model_name_or_path, **settings)
+    if image_size is not None and model.config.image_size != image_size:
+        model.resize_position_embeddings(image_size=image_size)
+    return model
+
+
 __all__ = [
     "ARCHITECTURE_FIELDS",
     "SAMPLE_PRESET",
@@ -362,6 +383,7 @@ __all__ = [
     "saved_processor_settings",
     "write_text_safely",
     "label_settings",
+    "new_or_pretrained",
     "optimizer_param_groups",
     "record_run_settings",
 ]

@@ -17,3 +17,17 @@ SAMPLE_DATA = REPO_ROOT / "sample_data"
 def sample_data() -> Path:
     """The sample imagery shipped in the repository (real Sentinel-2 / EuroSAT / BigEarthNet files)."""
     return SAMPLE_DATA
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run faster on one thread, and much faster when other jobs share the cores.
+
+    Use it in a module with `pytestmark = pytest.mark.usefixtures("one_thread")`.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

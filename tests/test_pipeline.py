@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from safetensors.numpy import save as save_safetensors
 
 from modeling_s2mae import S2MAEConfig, S2MAEForPreTraining, S2MAEImageProcessor
@@ -34,12 +33,7 @@ RUN = ["--config_overrides", TINY, "--image_size", "32", "--max_steps", "2", "--
 LANDSAT = ["B1", "B2", "B3", "B4", "B5", "B7"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_statistics_of_the_processor_equal_a_direct_computation(sample_data: Path) -> None:

@@ -33,13 +33,7 @@ LABELS = "sentinel2_scene_labels/T33UUU_osm_landuse_10m.tif"
 CLASSES = "sentinel2_scene_labels/T33UUU_osm_landuse_classes.json"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors run much faster on one thread, above all when other jobs share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def pixel_inputs(config: S2MAEConfig, count: int, seed: int = 0) -> dict[str, torch.Tensor]:

@@ -19,14 +19,7 @@ from modeling_s2mae import S2MAEConfig, S2MAEForImageClassification, S2MAEForPre
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 from run_classification import main  # noqa: E402
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tiny models run faster on one thread, and much faster when other jobs share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 TINY_MODEL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
