@@ -45,3 +45,26 @@ def pixel_batch(
 def masking_noise(config: S2MAEConfig, batch_size: int = 2, seed: int = 1) -> torch.Tensor:
     """Fixed random-masking noise of shape (B, L)."""
     return torch.rand(batch_size, config.num_tokens, generator=torch.Generator().manual_seed(seed))
+
+
+TINY_ENCODER: dict[str, int] = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+}
+"""The tiny encoder of the script-level tests (any band set, any image size)."""
+
+TINY_DECODER: dict[str, int] = {
+    "decoder_hidden_size": 32,
+    "decoder_num_hidden_layers": 1,
+    "decoder_num_attention_heads": 2,
+    "decoder_intermediate_size": 64,
+}
+"""The tiny decoder that goes with `TINY_ENCODER` for pretraining."""
+
+
+def tiny_overrides(decoder: bool = True) -> str:
+    """`TINY_ENCODER` (and `TINY_DECODER`) as a `--config_overrides` value for the example scripts."""
+    values = {**TINY_ENCODER, **(TINY_DECODER if decoder else {})}
+    return ",".join(f"{key}={value}" for key, value in values.items())

@@ -22,11 +22,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "examples"))
 import run_classification  # noqa: E402
 import run_pretrain  # noqa: E402
+from model_tester import tiny_overrides  # noqa: E402
 
-TINY = (
-    "hidden_size=32,num_hidden_layers=1,num_attention_heads=2,intermediate_size=64,"
-    "decoder_hidden_size=32,decoder_num_hidden_layers=1,decoder_num_attention_heads=2,decoder_intermediate_size=64"
-)
+TINY = tiny_overrides()
 RUN = ["--config_overrides", TINY, "--image_size", "32", "--max_steps", "2", "--per_device_train_batch_size", "2",
        "--eval_strategy", "no", "--save_strategy", "no", "--report_to", "none", "--disable_tqdm", "true",
        "--dataloader_num_workers", "0"]  # fmt: skip
@@ -106,7 +104,7 @@ def test_bigearthnet_v2_fine_tunes_multi_label(sample_data: Path, tmp_path: Path
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "metadata.parquet")
     output = tmp_path / "run"
     metrics = run_classification.main([
-        "--config_overrides", "hidden_size=32,num_hidden_layers=1,num_attention_heads=2,intermediate_size=64",
+        "--config_overrides", tiny_overrides(decoder=False),
         "--image_size", "32", "--max_steps", "1", "--per_device_train_batch_size", "1", "--save_strategy", "no",
         "--report_to", "none", "--disable_tqdm", "true", "--benv2_lmdb", str(tmp_path / "lmdb"),
         "--benv2_metadata", str(tmp_path / "metadata.parquet"), "--output_dir", str(output),

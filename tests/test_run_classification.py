@@ -17,12 +17,13 @@ from safetensors.torch import load_file
 from modeling_s2mae import S2MAEConfig, S2MAEForImageClassification, S2MAEForPreTraining, S2MAEImageProcessor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+from model_tester import TINY_ENCODER  # noqa: E402
 from run_classification import main  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-TINY_MODEL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+TINY_MODEL = TINY_ENCODER
 TINY_RUN = [
     "--image_size", "32",
     "--config_overrides", ",".join(f"{key}={value}" for key, value in TINY_MODEL.items()),

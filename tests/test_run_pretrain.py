@@ -19,11 +19,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = REPO_ROOT / "examples" / "run_pretrain.py"
 sys.path.insert(0, str(SCRIPT.parent))
 import run_pretrain  # noqa: E402
+from model_tester import tiny_overrides  # noqa: E402
 
-TINY = (
-    "hidden_size=32,num_hidden_layers=2,num_attention_heads=2,intermediate_size=64,"
-    "decoder_hidden_size=32,decoder_num_hidden_layers=1,decoder_num_attention_heads=2,decoder_intermediate_size=64"
-)
+TINY = tiny_overrides()
 
 
 def run_script(args: list[str], **kwargs) -> subprocess.Popen:

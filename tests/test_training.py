@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+from model_tester import TINY_ENCODER
 
 from modeling_s2mae import S2MAEConfig, S2MAEForImageClassification
 from modeling_s2mae.training import (
@@ -14,7 +15,7 @@ from modeling_s2mae.training import (
     record_run_settings,
 )
 
-TINY_MODEL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+TINY_MODEL = TINY_ENCODER
 
 
 def test_layer_decay_param_groups() -> None:
