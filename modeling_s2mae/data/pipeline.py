@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..hyperspectral import DEFAULT_MAX_TOKENS, check_token_budget
 from ..image_processing_s2mae import (
     EUROSAT_BAND_MEAN,
     EUROSAT_BAND_STD,
@@ -21,8 +22,7 @@ from ..image_processing_s2mae import (
     FMOW_SENTINEL_BAND_STD,
     S2MAEImageProcessor,
 )
-from ..hyperspectral import DEFAULT_MAX_TOKENS, check_token_budget
-from ..sensors import band_positions, get_sensor
+from ..sensors import SENTINEL2_BANDS, band_positions, get_sensor, known_band_wavelengths
 from .builders import RecordSet, SkippedFile
 from .hub_format import MULTI_LABEL, SINGLE_LABEL, label_info, load_spectral_dataset, to_model_inputs
 from .samples import record_to_sample
@@ -266,18 +266,19 @@ def spectral_bands(
         sensor = get_sensor(args.sensor)
         names = list(band_names) if band_names is not None else list(sensor.default_bands)
         sensor_name, wavelengths, bandwidths = sensor.name, sensor.wavelengths(names), sensor.bandwidths(names)
-    else:  # binning of the model's own bands: their wavelengths must be known
-        from ..configuration_s2mae import S2MAEConfig
-
-        config = S2MAEConfig(band_names=list(band_names)) if band_names is not None else S2MAEConfig()
-        if config.band_wavelengths is None:
+    else:  # binning of the model's own bands (Sentinel-2 by default): their wavelengths must be known
+        names = list(band_names) if band_names is not None else list(SENTINEL2_BANDS)
+        known = known_band_wavelengths(names)
+        if known is None:
             raise ValueError(
-                f"--spectral_bins needs the wavelengths of the bands {config.band_names}: give --sensor NAME, or "
-                "--sensor data to read them from the files."
+                f"--spectral_bins needs the wavelengths of the bands {names}: give --sensor NAME, or --sensor data "
+                "to read them from the files."
             )
-        names, wavelengths, bandwidths = list(config.band_names), config.band_wavelengths, config.band_bandwidths
+        wavelengths, bandwidths = known
     if args.spectral_bins is None:
-        return SpectralBands(names, list(wavelengths), None if bandwidths is None else list(bandwidths), sensor_name, names)
+        return SpectralBands(
+            names, list(wavelengths), None if bandwidths is None else list(bandwidths), sensor_name, names
+        )
     binning = SpectralBinning.from_wavelengths(names, wavelengths, args.spectral_bins, bandwidths)
     logger.info(
         "Spectral binning: %d bands (%.0f-%.0f nm) -> %d bins of about %.0f nm.", len(names), min(wavelengths),

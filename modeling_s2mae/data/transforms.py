@@ -111,10 +111,14 @@ class SpectralBinning:
         if len(names) != len(wavelengths):
             raise ValueError(f"{len(names)} band names but {len(wavelengths)} wavelengths: give one per band.")
         if not 1 <= num_bins <= len(names):
-            raise ValueError(f"The number of spectral bins must be in [1, {len(names)}] (the band count), got {num_bins}.")
+            raise ValueError(
+                f"The number of spectral bins must be in [1, {len(names)}] (the band count), got {num_bins}."
+            )
         # One-hot "images" (C_in, 1, C_in): the binned image's row k is non-zero exactly at bin k's members.
         one_hot = torch.eye(len(names), dtype=torch.float64)[:, None, :]
-        binned, centres, widths = bin_bands_by_wavelength(one_hot, wavelengths, num_bins=num_bins, bandwidths=bandwidths)
+        binned, centres, widths = bin_bands_by_wavelength(
+            one_hot, wavelengths, num_bins=num_bins, bandwidths=bandwidths
+        )
         members = tuple(tuple(torch.nonzero(row[0]).flatten().tolist()) for row in binned)
         bin_names = tuple(f"bin{index:02d}_{centre:.0f}nm" for index, centre in enumerate(centres))
         return cls(tuple(names), members, bin_names, tuple(centres), tuple(widths))
@@ -209,7 +213,10 @@ class SampleTransform:
         binning: SpectralBinning | None = None,
     ) -> None:
         num_bands = len(processor.band_names)
-        for what, values in (("fallback_wavelengths", fallback_wavelengths), ("fallback_bandwidths", fallback_bandwidths)):
+        for what, values in (
+            ("fallback_wavelengths", fallback_wavelengths),
+            ("fallback_bandwidths", fallback_bandwidths),
+        ):
             if values is not None and len(values) != num_bands:
                 raise ValueError(
                     f"{what} has {len(values)} values but the processor has {num_bands} bands "
