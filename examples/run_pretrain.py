@@ -14,6 +14,12 @@ Examples:
         --band_names B1 B2 B3 B4 B5 B7 --spectral_patch_size 3 --tile_size 64 --nodata 0
     python examples/run_pretrain.py --dataset_name org/my-spectral-dataset --max_steps 10000   # streamed
     accelerate launch --config_file examples/accelerate_configs/ddp.yaml examples/run_pretrain.py --train_dir ...
+    # another sensor, placed by wavelength: Landsat 7 ETM+ bands and wavelengths from the sensor registry
+    python examples/run_pretrain.py --scene_paths landsat.tif --sensor landsat7_etm --spectral_patch_size 3 \
+        --config_overrides position_embedding_type=wavelength --tile_size 64 --nodata 0
+    # a ~200-band hyperspectral cube (ENVI header with wavelength = {...}), binned by wavelength to 24 bands
+    python examples/run_pretrain.py --scene_paths cube.img --sensor data --spectral_bins 24 \
+        --position_embedding_type wavelength --spectral_padding repeat --tile_size 32
 
 Killing a run and starting it again with the same `--output_dir` resumes from the last complete checkpoint.
 """
@@ -33,10 +39,14 @@ from modeling_s2mae import S2MAEForPreTraining
 from modeling_s2mae.data import PixelCollator, SampleDataset, SampleTransform
 from modeling_s2mae.data.labelled_rasters import probe_records
 from modeling_s2mae.data.pipeline import (
+    SENSOR_FROM_DATA,
+    SpectralBands,
     SpectralDataArguments,
     build_datasets,
     build_processor,
+    check_run_token_budget,
     local_training_records,
+    spectral_bands,
     statistics_samples,
 )
 from modeling_s2mae.model_card import hub_id, training_summary, write_model_card
@@ -99,6 +109,14 @@ class ModelArguments:
     mask_ratio: float | None = field(default=None, metadata={"help": "Fraction of cubes hidden (default 0.9)."})
     masking_strategy: str | None = field(default=None, metadata={"help": "random, tube or spectral."})
     norm_pix_loss: bool | None = field(default=None, metadata={"help": "Normalise each target cube."})
+    position_embedding_type: str | None = field(
+        default=None,
+        metadata={"help": "separable, joint, sincos or wavelength (spectral positions computed from wavelengths)."},
+    )
+    spectral_padding: str | None = field(
+        default=None,
+        metadata={"help": "A band count not divisible by --spectral_patch_size: error (default) or repeat."},
+    )
     config_overrides: str | None = field(
         default=None, metadata={"help": "Other config fields, e.g. 'drop_path_rate=0.1,decoder_num_hidden_layers=2'."}
     )
@@ -148,15 +166,24 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Tra
     return model_args, data_args, training_args, sample_run
 
 
-def load_model(model_args: ModelArguments) -> S2MAEForPreTraining:
-    """A new model, or a checkpoint adapted to the requested image size / bands (position tables interpolated)."""
+def load_model(model_args: ModelArguments, spectral: SpectralBands | None = None) -> S2MAEForPreTraining:
+    """A new model, or a checkpoint adapted to the requested image size / bands (position tables interpolated, or
+    placed by wavelength for the bands of `--sensor` / `--spectral_bins`)."""
     fields = {name: getattr(model_args, name) for name in ("image_size", "patch_size", "spectral_patch_size",
                                                             "band_names", "mask_ratio", "masking_strategy",
-                                                            "norm_pix_loss")}  # fmt: skip
+                                                            "norm_pix_loss", "position_embedding_type",
+                                                            "spectral_padding")}  # fmt: skip
+    if spectral is not None:
+        fields.update(spectral.config_fields())
     if model_args.model_name_or_path is None:
         return S2MAEForPreTraining(build_config(model_args.preset, model_args.config_overrides, **fields))
     model = S2MAEForPreTraining.from_pretrained(model_args.model_name_or_path)
-    if model_args.image_size is not None or model_args.band_names is not None:
+    if spectral is not None:
+        model.resize_position_embeddings(
+            image_size=model_args.image_size, band_names=spectral.band_names,
+            band_wavelengths=spectral.band_wavelengths, band_bandwidths=spectral.band_bandwidths,
+        )  # fmt: skip
+    elif model_args.image_size is not None or model_args.band_names is not None:
         model.resize_position_embeddings(image_size=model_args.image_size, band_names=model_args.band_names)
     for name in ("mask_ratio", "masking_strategy", "norm_pix_loss"):
         if fields[name] is not None:
@@ -190,7 +217,11 @@ def write_outputs(trainer, processor, data, metrics: dict, model_args, data_args
     processor.save_pretrained(output_dir)
     write_text_safely(output_dir / "metrics.json", json.dumps(metrics, indent=2))
     model = trainer.model.eval()
-    if data.evaluation is not None:
+    padded = model.config.num_channels % model.config.spectral_patch_size != 0
+    if data.evaluation is not None and padded:  # the figure cuts whole groups of s bands
+        logger.warning("No reconstructions.png: %d bands are not whole groups of %d (spectral_padding='repeat').",
+                       model.config.num_channels, model.config.spectral_patch_size)  # fmt: skip
+    elif data.evaluation is not None:
         pixel_values = next(iter(data.evaluation))["pixel_values"]
         plot_reconstructions(model, pixel_values, output_dir / "reconstructions.png", title="S2MAE reconstructions")
     sources = "the sample imagery shipped in the s2mae repository" if sample_run else ", ".join(
@@ -219,20 +250,30 @@ def main(argv: list[str] | None = None) -> dict:
     transformers.utils.logging.set_verbosity_warning()
     set_seed(training_args.seed)
 
-    model = load_model(model_args)
+    local = bool(data_args.train_dir or data_args.scene_paths)
+    records = None
+    if local and data_args.sensor == SENSOR_FROM_DATA:  # the first file names the bands: list the files first
+        records = local_training_records(data_args, training_args.seed, False, model_args.band_names)
+    spectral = spectral_bands(data_args, model_args.band_names, records)
+    model = load_model(model_args, spectral)
+    logger.info("Token budget: %s.", check_run_token_budget(
+        model.config, data_args, training_args.per_device_train_batch_size
+    ))  # fmt: skip
     resume = training_args.resume_from_checkpoint or find_resume_checkpoint(training_args.output_dir)
     if resume:
         check_resume_compatible(resume, model.config)
         logger.info("Resuming from %s.", resume)
-    local = bool(data_args.train_dir or data_args.scene_paths)
-    records = local_training_records(data_args, training_args.seed, False, model.config.band_names) if local else None
+    if local and records is None:
+        source_bands = spectral.source_band_names if spectral is not None else model.config.band_names
+        records = local_training_records(data_args, training_args.seed, False, source_bands)
+    binning = spectral.binning if spectral is not None else None
     processor = build_processor(
         model.config, data_args, checkpoint=resume or model_args.model_name_or_path,
-        default_scaling="dataset_range", statistics_samples=statistics_samples(data_args, records),
+        default_scaling="dataset_range", statistics_samples=statistics_samples(data_args, records), binning=binning,
     )  # fmt: skip
     data = build_datasets(
         data_args, processor, seed=training_args.seed, with_labels=False,
-        with_ids=data_args.record_sample_ids, records=records,
+        with_ids=data_args.record_sample_ids, records=records, config=model.config, binning=binning,
     )  # fmt: skip
     if data.skipped_files:
         print(f"Skipped {len(data.skipped_files)} bad file(s) (--skip_bad_files); see the log for which.")

@@ -821,6 +821,7 @@ def to_model_inputs(
     processor: "S2MAEImageProcessor | SampleTransform",
     with_labels: bool = True,
     with_ids: bool = False,
+    with_wavelengths: bool | None = None,
 ) -> "Dataset | IterableDataset":
     """Map raw rows to model inputs through the one `SampleTransform`, removing the raw columns.
 
@@ -836,10 +837,13 @@ def to_model_inputs(
         with_labels: Add `labels`: the class index (int64) for single-label data, a multi-hot float32 vector of
             length num_classes for multi-label data. Raises for an unlabeled dataset or an unlabeled row (-1).
         with_ids: Keep the row id as `sample_id` (a string), e.g. for `PixelCollator(record_ids_to=...)`.
+        with_wavelengths: Add `band_wavelengths` / `band_bandwidths` (C,) float32 in nm (the row's
+            `band_wavelengths` column, the GeoTIFF's band metadata, else the transform's fallback); None: the given
+            transform's `with_wavelengths` (False for a processor).
 
     Returns:
         The dataset in torch format with columns `pixel_values` (C, size, size) float32, `pixel_mask`
-        (size, size) int64 and, with labels, `labels`.
+        (size, size) int64 and, with labels, `labels`; with wavelengths, `band_wavelengths` and `band_bandwidths`.
 
     Raises:
         ValueError: the dataset lacks the columns of this format or, with `with_labels`, its labels.
@@ -867,8 +871,16 @@ def to_model_inputs(
     if isinstance(processor, SampleTransform):
         transform = processor
         transform.with_labels, transform.with_ids = with_labels, with_ids
+        if with_wavelengths is not None:
+            transform.with_wavelengths = with_wavelengths
     else:
-        transform = SampleTransform(processor, min_valid_fraction=0.0, with_labels=with_labels, with_ids=with_ids)
+        transform = SampleTransform(
+            processor,
+            min_valid_fraction=0.0,
+            with_labels=with_labels,
+            with_ids=with_ids,
+            with_wavelengths=bool(with_wavelengths),
+        )
     num_bands, size = len(transform.processor.band_names), transform.processor.size
     output_features = {
         "pixel_values": Array3D(shape=(num_bands, size, size), dtype="float32"),
@@ -878,6 +890,9 @@ def to_model_inputs(
         output_features["labels"] = Value("int64") if problem_type == SINGLE_LABEL else List(Value("float32"))
     if with_ids:
         output_features["sample_id"] = Value("string")
+    if transform.with_wavelengths:
+        output_features["band_wavelengths"] = List(Value("float32"), length=num_bands)
+        output_features["band_bandwidths"] = List(Value("float32"), length=num_bands)
     label_type = problem_type if with_labels else None
 
     def to_samples(row: dict[str, Any]) -> list[Sample]:

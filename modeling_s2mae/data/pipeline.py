@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..hyperspectral import DEFAULT_MAX_TOKENS, check_token_budget
 from ..image_processing_s2mae import (
     EUROSAT_BAND_MEAN,
     EUROSAT_BAND_STD,
@@ -21,14 +22,14 @@ from ..image_processing_s2mae import (
     FMOW_SENTINEL_BAND_STD,
     S2MAEImageProcessor,
 )
-from ..sensors import band_positions
+from ..sensors import SENTINEL2_BANDS, band_positions, get_sensor, known_band_wavelengths
 from .builders import RecordSet, SkippedFile
 from .hub_format import MULTI_LABEL, SINGLE_LABEL, label_info, load_spectral_dataset, to_model_inputs
 from .samples import record_to_sample
 from .sources import collect_records
 from .statistics import BandStatistics, compute_band_statistics
 from .training import SampleDataset, split_records
-from .transforms import DEFAULT_MIN_VALID_FRACTION, SampleTransform
+from .transforms import DEFAULT_MIN_VALID_FRACTION, SampleTransform, SpectralBinning
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,9 @@ NAMED_BAND_STATISTICS: dict[str, tuple[dict[str, float], dict[str, float]]] = {
     "fmow-sentinel": (FMOW_SENTINEL_BAND_MEAN, FMOW_SENTINEL_BAND_STD),
 }
 """Published per-band mean / std by name, for `--band_statistics` with "standardize" / "sigma" scaling."""
+
+SENSOR_FROM_DATA = "data"
+"""`--sensor data`: the bands and their wavelengths are read from the first training file's metadata."""
 
 
 @dataclass
@@ -120,6 +124,25 @@ class SpectralDataArguments:
     )
     max_train_samples: int | None = field(default=None)
     max_eval_samples: int | None = field(default=None)
+    sensor: str | None = field(
+        default=None,
+        metadata={
+            "help": "The sensor of the data: a registry name (sentinel2a, landsat5_tm, landsat7_etm, landsat8_oli, "
+            "...; a new model takes its default bands and their wavelengths), or 'data' (band names, wavelengths "
+            "and bandwidths read from the first training file: ENVI 'wavelength = {...}', GDAL band metadata)."
+        },
+    )
+    spectral_bins: int | None = field(
+        default=None,
+        metadata={
+            "help": "Average the bands into this many equal-width wavelength bins before the model (hyperspectral "
+            "cubes: e.g. 198 bands -> 24 bins); the model's bands are the bins. Needs known wavelengths."
+        },
+    )
+    max_tokens: int = field(
+        default=DEFAULT_MAX_TOKENS,
+        metadata={"help": "Refuse (before training) a model whose input makes more tokens than this."},
+    )
 
     def __post_init__(self) -> None:
         local = bool(self.train_dir or self.scene_paths)
@@ -139,7 +162,10 @@ class SpectralDataArguments:
             raise ValueError(f"--validation_fraction must be in [0, 1), got {self.validation_fraction}.")
         if not 0.0 <= self.min_valid_fraction <= 1.0:
             raise ValueError(f"--min_valid_fraction must be in [0, 1], got {self.min_valid_fraction}.")
-        for name in ("tile_size", "tile_stride", "statistics_max_samples", "max_train_samples", "max_eval_samples"):
+        if self.sensor is not None and self.sensor != SENSOR_FROM_DATA:
+            get_sensor(self.sensor)  # an unknown name fails here, listing the known ones
+        names = ("tile_size", "tile_stride", "statistics_max_samples", "max_train_samples", "max_eval_samples")
+        for name in (*names, "spectral_bins", "max_tokens"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"--{name} must be a positive integer, got {value}.")
@@ -167,6 +193,127 @@ class TrainingData:
     num_train: int | None = None
     num_eval: int | None = None
     skipped_files: list[SkippedFile] = field(default_factory=list)
+
+
+@dataclass
+class SpectralBands:
+    """The bands a new model is built for, from `--sensor` / `--band_names` / `--spectral_bins`.
+
+    Attributes:
+        band_names: The model's C band names (the bins' names with binning).
+        band_wavelengths: C centre wavelengths in nm.
+        band_bandwidths: C bandwidths in nm, or None (estimated from the spacing where needed).
+        sensor: The registry name for the config, or None.
+        source_band_names: The bands every file must have (the binned bands with binning).
+        binning: The `SpectralBinning` applied to every sample, or None.
+    """
+
+    band_names: list[str]
+    band_wavelengths: list[float]
+    band_bandwidths: list[float] | None
+    sensor: str | None
+    source_band_names: list[str]
+    binning: SpectralBinning | None = None
+
+    def config_fields(self) -> dict[str, Any]:
+        """Keyword arguments of `S2MAEConfig` / `build_config`."""
+        return {
+            "band_names": list(self.band_names),
+            "band_wavelengths": list(self.band_wavelengths),
+            "band_bandwidths": None if self.band_bandwidths is None else list(self.band_bandwidths),
+            "sensor": self.sensor,
+        }
+
+
+def _first_raster(args: SpectralDataArguments, records: tuple[RecordSet, list, list] | None) -> Any:
+    """The first training sample's `RasterSample` (read now), for `--sensor data`."""
+    for item in statistics_samples(args, records):
+        return getattr(item, "raster", item)
+    raise ValueError("--sensor data reads the bands from the first training file, but there is none.")
+
+
+def spectral_bands(
+    args: SpectralDataArguments,
+    band_names: Sequence[str] | None = None,
+    records: tuple[RecordSet, list, list] | None = None,
+) -> SpectralBands | None:
+    """The bands of a new model from `--sensor` and `--spectral_bins` (None when neither is given).
+
+    Args:
+        args: The data arguments.
+        band_names: `--band_names`, if given: a subset / order of the sensor's (or the file's) bands.
+        records: Local records (`local_training_records`), for `--sensor data`.
+
+    Raises:
+        ValueError: `--sensor data` on a file without wavelength metadata, `--spectral_bins` without known
+            wavelengths, or band names the sensor lacks.
+    """
+    if args.sensor is None and args.spectral_bins is None:
+        return None
+    sensor_name, wavelengths, bandwidths = None, None, None
+    if args.sensor == SENSOR_FROM_DATA:
+        raster = _first_raster(args, records)
+        if band_names is not None:
+            raster = raster.select(band_names)
+        if raster.band_wavelengths is None:
+            raise ValueError(
+                f"--sensor data: {raster.source[0]} has no wavelength metadata (ENVI 'wavelength = {{...}}', GDAL band "
+                "'wavelength' items or descriptions such as '450.0 Nanometers'). Name a registered sensor with "
+                "--sensor, or add the wavelengths to the file."
+            )
+        names, wavelengths, bandwidths = list(raster.band_names), raster.band_wavelengths, raster.band_bandwidths
+    elif args.sensor is not None:
+        sensor = get_sensor(args.sensor)
+        names = list(band_names) if band_names is not None else list(sensor.default_bands)
+        sensor_name, wavelengths, bandwidths = sensor.name, sensor.wavelengths(names), sensor.bandwidths(names)
+    else:  # binning of the model's own bands (Sentinel-2 by default): their wavelengths must be known
+        names = list(band_names) if band_names is not None else list(SENTINEL2_BANDS)
+        known = known_band_wavelengths(names)
+        if known is None:
+            raise ValueError(
+                f"--spectral_bins needs the wavelengths of the bands {names}: give --sensor NAME, or --sensor data "
+                "to read them from the files."
+            )
+        wavelengths, bandwidths = known
+    if args.spectral_bins is None:
+        return SpectralBands(
+            names, list(wavelengths), None if bandwidths is None else list(bandwidths), sensor_name, names
+        )
+    binning = SpectralBinning.from_wavelengths(names, wavelengths, args.spectral_bins, bandwidths)
+    logger.info(
+        "Spectral binning: %d bands (%.0f-%.0f nm) -> %d bins of about %.0f nm.", len(names), min(wavelengths),
+        max(wavelengths), len(binning.bin_names), (max(wavelengths) - min(wavelengths)) / args.spectral_bins,
+    )  # fmt: skip
+    return SpectralBands(
+        list(binning.bin_names), list(binning.wavelengths), list(binning.bandwidths), None, names, binning
+    )
+
+
+def wants_band_wavelengths(config: Any) -> bool:
+    """Whether a run's batches carry `band_wavelengths` / `band_bandwidths`: for models whose spectral positions
+    are computed from wavelengths. Index-table models keep their batches as before (pixel_values / pixel_mask)."""
+    return getattr(config, "position_embedding_type", None) == "wavelength"
+
+
+def check_run_token_budget(config: Any, args: SpectralDataArguments, batch_size: int) -> str:
+    """Refuse, before training, a model whose input makes more than `--max_tokens` tokens.
+
+    Returns:
+        The budget described in one line (for the log).
+
+    Raises:
+        ValueError: with the options (in the library's words and as command-line flags).
+    """
+    try:
+        budget = check_token_budget(
+            config, config.num_channels, config.image_size, batch_size=batch_size, max_tokens=args.max_tokens
+        )
+    except ValueError as error:
+        raise ValueError(
+            f"{error} On the command line: --spectral_patch_size N, --spectral_bins N, --image_size N, "
+            "--per_device_train_batch_size N, or --max_tokens N."
+        ) from error
+    return budget.describe()
 
 
 def _scaling_overrides(args: SpectralDataArguments) -> dict[str, Any]:
@@ -198,6 +345,7 @@ def build_processor(
     checkpoint: str | None = None,
     default_scaling: str | None = None,
     statistics_samples: Any = None,
+    binning: SpectralBinning | None = None,
 ) -> S2MAEImageProcessor:
     """The image processor of a run: the checkpoint's settings, then the command line's.
 
@@ -211,6 +359,7 @@ def build_processor(
         checkpoint: Folder or repo id whose `preprocessor_config.json` to start from.
         default_scaling: The script's scaling when neither the checkpoint nor the command line sets one.
         statistics_samples: Training samples for the statistics (records, `Sample`s or `RasterSample`s).
+        binning: The run's `SpectralBinning`, applied to the statistics samples (the model's bands are the bins).
     """
     from ..training import load_image_processor, saved_processor_settings
 
@@ -226,7 +375,7 @@ def build_processor(
         if statistics_samples is None:
             raise ValueError("dataset_range scaling needs band statistics: pass --band_statistics stats.json.")
         statistics = compute_band_statistics(
-            (_as_raster_sample(item) for item in statistics_samples),
+            (_binned(_as_raster_sample(item), binning) for item in statistics_samples),
             band_names=config.band_names,
             max_samples=args.statistics_max_samples,
             nodata=args.nodata,
@@ -245,6 +394,12 @@ def _as_raster_sample(item: Any) -> Any:
     if isinstance(item, dict) and "paths" in item:
         return record_to_sample(item)
     return item
+
+
+def _binned(item: Any, binning: SpectralBinning | None) -> Any:
+    if binning is None:
+        return item
+    return binning.apply(getattr(item, "raster", item))
 
 
 def check_record_bands(found: RecordSet, model_bands: Sequence[str], skip_bad_files: bool) -> None:
@@ -307,10 +462,28 @@ def local_training_records(
 
 
 def make_transforms(
-    processor: S2MAEImageProcessor, args: SpectralDataArguments, *, with_labels: bool, with_ids: bool = False
+    processor: S2MAEImageProcessor,
+    args: SpectralDataArguments,
+    *,
+    with_labels: bool,
+    with_ids: bool = False,
+    config: Any | None = None,
+    binning: SpectralBinning | None = None,
 ) -> tuple[SampleTransform, SampleTransform]:
-    """The training transform (augmented) and the evaluation transform (not augmented) of a run."""
+    """The training transform (augmented) and the evaluation transform (not augmented) of a run.
+
+    With a `config` whose positions are computed from wavelengths (`wants_band_wavelengths`), the samples carry
+    `band_wavelengths` / `band_bandwidths` (their own, else the config's); `binning` is applied to every sample.
+    """
     common = {"min_valid_fraction": args.min_valid_fraction, "nodata": args.nodata, "with_labels": with_labels}
+    if config is not None and wants_band_wavelengths(config):
+        common.update(
+            with_wavelengths=True,
+            fallback_wavelengths=config.band_wavelengths,
+            fallback_bandwidths=config.band_bandwidths,
+        )
+    if binning is not None:
+        common["binning"] = binning
     return (
         SampleTransform(processor, augment=args.augment, with_ids=with_ids, **common),
         SampleTransform(processor, augment=False, **common),
@@ -326,6 +499,8 @@ def build_datasets(
     with_ids: bool = False,
     records: tuple[RecordSet, list, list] | None = None,
     model_bands: Sequence[str] | None = None,
+    config: Any | None = None,
+    binning: SpectralBinning | None = None,
 ) -> TrainingData:
     """Train and evaluation datasets of local records (map-style) or a streamed dataset, through `SampleTransform`s.
 
@@ -337,8 +512,12 @@ def build_datasets(
         with_ids: Return each training sample's id (for `PixelCollator(record_ids_to=...)`).
         records: Local records already listed by `local_training_records` (listed now when None).
         model_bands: The bands the model reads: local files lacking one fail before training.
+        config: The model's config: a wavelength model's batches carry `band_wavelengths` / `band_bandwidths`.
+        binning: The run's `SpectralBinning` (from `spectral_bands`), applied to every sample.
     """
-    train_transform, eval_transform = make_transforms(processor, args, with_labels=with_labels, with_ids=with_ids)
+    train_transform, eval_transform = make_transforms(
+        processor, args, with_labels=with_labels, with_ids=with_ids, config=config, binning=binning
+    )
     if args.dataset_name and args.dataset_format == "majortom":
         if with_labels:
             raise ValueError("Major-TOM has no labels: use it for pretraining.")
@@ -460,7 +639,7 @@ def _majortom(
     args: SpectralDataArguments, train_transform: SampleTransform, eval_transform: SampleTransform, with_ids: bool
 ) -> TrainingData:
     """Major-TOM rows streamed and cut into tiles, through the same transforms."""
-    from datasets import Array2D, Array3D, Features, Value
+    from datasets import Array2D, Array3D, Features, List, Value
 
     from .majortom import load_majortom
     from .training import stream_model_inputs
@@ -470,6 +649,10 @@ def _majortom(
         "pixel_values": Array3D(shape=(bands, size, size), dtype="float32"),
         "pixel_mask": Array2D(shape=(size, size), dtype="int64"),
     }
+
+    if train_transform.with_wavelengths:
+        features["band_wavelengths"] = List(Value("float32"), length=bands)
+        features["band_bandwidths"] = List(Value("float32"), length=bands)
 
     def load(split: str, transform: SampleTransform, ids: bool, limit: int | None) -> Any:
         dataset = load_majortom(args.dataset_name, split=split, streaming=True)
@@ -516,12 +699,17 @@ def statistics_samples(args: SpectralDataArguments, records: tuple[RecordSet, li
 
 __all__ = [
     "NAMED_BAND_STATISTICS",
+    "SENSOR_FROM_DATA",
+    "SpectralBands",
     "SpectralDataArguments",
     "TrainingData",
     "build_datasets",
     "build_processor",
     "check_record_bands",
+    "check_run_token_budget",
     "local_training_records",
     "make_transforms",
+    "spectral_bands",
     "statistics_samples",
+    "wants_band_wavelengths",
 ]

@@ -87,7 +87,8 @@ def stream_model_inputs(
         transform: The `SampleTransform` (its counters count rejected samples in this process).
         to_samples: Decodes one raw row into samples (e.g. `decode_row` for the s2mae format, one grid cell into tiles
             for Major-TOM).
-        features: The output `datasets.Features` (pixel_values, pixel_mask, and labels / sample_id if produced).
+        features: The output `datasets.Features` (pixel_values, pixel_mask, and labels / sample_id /
+            band_wavelengths / band_bandwidths if produced).
 
     Returns:
         The mapped dataset in torch format.
@@ -168,10 +169,24 @@ def split_records(
 
 
 def collate_pixels(batch: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
-    """Stack per-sample dicts into a batch: pixel_values (B, C, H, W), pixel_mask (B, H, W), labels (B, ...)."""
+    """Stack per-sample dicts into a batch: pixel_values (B, C, H, W), pixel_mask (B, H, W), labels (B, ...), and
+    band_wavelengths / band_bandwidths (B, C) in nm when the samples carry them (`SampleTransform(with_wavelengths=
+    True)`), so that `model(**batch)` places the bands by wavelength.
+
+    Raises:
+        ValueError: an empty batch, or samples with different keys (e.g. some with band wavelengths, some without).
+    """
     if not batch:
         raise ValueError("Cannot collate an empty batch.")
-    keys = batch[0].keys()
+    keys = list(batch[0].keys())
+    for index, item in enumerate(batch[1:], start=1):
+        if set(item.keys()) != set(keys):
+            differing = sorted(set(item.keys()) ^ set(keys))
+            raise ValueError(
+                f"Samples 0 and {index} of the batch carry different inputs ({differing} in only one of them): every "
+                "sample of a batch needs the same keys. For band_wavelengths, make the samples with one "
+                "SampleTransform(with_wavelengths=True, fallback_wavelengths=config.band_wavelengths)."
+            )
     return {key: torch.stack([torch.as_tensor(item[key]) for item in batch]) for key in keys}
 
 

@@ -6,16 +6,20 @@ sample that has too few valid pixels at all is rejected (the caller skips it and
 the raw raster before the processor resizes it to the model size, so that one resize does both.
 """
 
+import dataclasses
 import logging
 import math
 import random
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..hyperspectral import bin_bands_by_wavelength
+from ..sensors import estimate_bandwidths
 from .raster import RasterSample
 from .samples import Sample, sample_targets
 
@@ -65,6 +69,87 @@ def valid_pixel_mask(array: np.ndarray, nodata: float | None) -> np.ndarray:
     return valid
 
 
+@dataclass(frozen=True)
+class SpectralBinning:
+    """A fixed assignment of a sensor's bands to wavelength bins, applied to every sample alike before the processor.
+
+    Made once from the data's band list (`from_wavelengths`, the rule of `hyperspectral.bin_bands_by_wavelength`:
+    equal-width bins over [min, max] wavelength, empty bins dropped), so that every sample of a run gets the same
+    bins, named `bin_names`, which are the model's bands.
+
+    Attributes:
+        source_band_names: The C_in band names the bins are made of (every sample must have them).
+        members: For each of the C' bins, the positions in `source_band_names` of its bands.
+        bin_names: C' names of the bins ("bin00_412nm", ...).
+        wavelengths: C' centre wavelengths in nm (mean of the members' centres).
+        bandwidths: C' bandwidths in nm (span of the members' edges).
+    """
+
+    source_band_names: tuple[str, ...]
+    members: tuple[tuple[int, ...], ...]
+    bin_names: tuple[str, ...]
+    wavelengths: tuple[float, ...]
+    bandwidths: tuple[float, ...]
+
+    @classmethod
+    def from_wavelengths(
+        cls,
+        band_names: Sequence[str],
+        wavelengths: Sequence[float],
+        num_bins: int,
+        bandwidths: Sequence[float] | None = None,
+    ) -> "SpectralBinning":
+        """Bins of `num_bins` equal widths over the bands' wavelength range (fewer when some are empty).
+
+        Args:
+            band_names: C_in band names.
+            wavelengths: C_in centre wavelengths in nm.
+            num_bins: Requested number of bins (>= 1, at most C_in).
+            bandwidths: C_in FWHM in nm (estimated from the spacing if None).
+        """
+        names = list(band_names)
+        if len(names) != len(wavelengths):
+            raise ValueError(f"{len(names)} band names but {len(wavelengths)} wavelengths: give one per band.")
+        if not 1 <= num_bins <= len(names):
+            raise ValueError(
+                f"The number of spectral bins must be in [1, {len(names)}] (the band count), got {num_bins}."
+            )
+        # One-hot "images" (C_in, 1, C_in): the binned image's row k is non-zero exactly at bin k's members.
+        one_hot = torch.eye(len(names), dtype=torch.float64)[:, None, :]
+        binned, centres, widths = bin_bands_by_wavelength(
+            one_hot, wavelengths, num_bins=num_bins, bandwidths=bandwidths
+        )
+        members = tuple(tuple(torch.nonzero(row[0]).flatten().tolist()) for row in binned)
+        bin_names = tuple(f"bin{index:02d}_{centre:.0f}nm" for index, centre in enumerate(centres))
+        return cls(tuple(names), members, bin_names, tuple(centres), tuple(widths))
+
+    def apply(self, raster: RasterSample) -> RasterSample:
+        """(C_in, H, W) -> (C', H, W) float32: each bin the mean of its bands; NaN (invalid) where any member is.
+
+        Raises:
+            ValueError: the raster lacks one of `source_band_names`.
+        """
+        missing = [name for name in self.source_band_names if name not in raster.band_names]
+        if missing:
+            raise ValueError(
+                f"Spectral binning was set up for {len(self.source_band_names)} bands; this sample lacks {missing[:5]}"
+                f"{' ...' if len(missing) > 5 else ''}. Every file of a binned run needs the same bands."
+            )
+        positions = [raster.band_names.index(name) for name in self.source_band_names]
+        array = raster.array[positions]  # (C_in, H, W)
+        valid = valid_pixel_mask(array, raster.nodata)  # (H, W)
+        values = np.stack([array[list(group)].astype(np.float32).mean(axis=0) for group in self.members])
+        values[:, ~valid] = np.nan
+        return dataclasses.replace(
+            raster,
+            array=values,
+            band_names=list(self.bin_names),
+            nodata=None,
+            band_wavelengths=list(self.wavelengths),
+            band_bandwidths=list(self.bandwidths),
+        )
+
+
 @dataclass
 class SkipCounter:
     """Thread-safe counts of what nodata-robust sampling skipped, for logging and for the run's metrics."""
@@ -85,7 +170,8 @@ class SkipCounter:
 
 
 class SampleTransform:
-    """`Sample` -> {"pixel_values" (C, size, size) float32, "pixel_mask" (size, size) int64, ["labels"], ["sample_id"]}.
+    """`Sample` -> {"pixel_values" (C, size, size) float32, "pixel_mask" (size, size) int64, ["labels"], ["sample_id"],
+    ["band_wavelengths" (C,) float32, "band_bandwidths" (C,) float32]}.
 
     Args:
         processor: An `S2MAEImageProcessor`; its `band_names` and `size` set the output.
@@ -98,6 +184,16 @@ class SampleTransform:
         nodata: Nodata to use for samples whose raster defines none (None: the processor's own).
         with_labels: Add `labels` (long scalar single-label, float multi-hot multi-label).
         with_ids: Add `sample_id` (a string), e.g. for `PixelCollator(record_ids_to=...)`.
+        with_wavelengths: Add `band_wavelengths` and `band_bandwidths`, (C,) float32 in nm in the processor's band
+            order, so that a batch places its bands by wavelength (`model(**batch)`). Each sample's own values
+            (read from its file's metadata, or the sensor registry for Sentinel-2 names), else
+            `fallback_wavelengths` / `fallback_bandwidths` (e.g. the model config's); missing bandwidths are the
+            fallback's for the same wavelengths, else estimated from the band spacing. Off by default: batches of
+            index-table models stay `pixel_values` / `pixel_mask` only (`wants_band_wavelengths` decides in scripts).
+        fallback_wavelengths: C centre wavelengths (nm) for samples whose own are unknown.
+        fallback_bandwidths: C bandwidths (nm) going with `fallback_wavelengths`.
+        binning: A `SpectralBinning` applied to the raw raster before everything else (the processor then sees
+            the bins as bands).
     """
 
     def __init__(
@@ -111,7 +207,23 @@ class SampleTransform:
         nodata: float | None = None,
         with_labels: bool = False,
         with_ids: bool = False,
+        with_wavelengths: bool = False,
+        fallback_wavelengths: Sequence[float] | None = None,
+        fallback_bandwidths: Sequence[float] | None = None,
+        binning: SpectralBinning | None = None,
     ) -> None:
+        num_bands = len(processor.band_names)
+        for what, values in (
+            ("fallback_wavelengths", fallback_wavelengths),
+            ("fallback_bandwidths", fallback_bandwidths),
+        ):
+            if values is not None and len(values) != num_bands:
+                raise ValueError(
+                    f"{what} has {len(values)} values but the processor has {num_bands} bands "
+                    f"({list(processor.band_names)}): give one value in nm per band, in that order."
+                )
+        if fallback_bandwidths is not None and fallback_wavelengths is None:
+            raise ValueError("fallback_bandwidths was given without fallback_wavelengths: pass both.")
         if not 0.0 <= min_valid_fraction <= 1.0:
             raise ValueError(f"min_valid_fraction must be in [0, 1], got {min_valid_fraction}.")
         if not 0.0 < crop_scale[0] <= crop_scale[1] <= 1.0:
@@ -124,6 +236,10 @@ class SampleTransform:
         self.nodata = nodata
         self.with_labels = with_labels
         self.with_ids = with_ids
+        self.with_wavelengths = with_wavelengths
+        self.fallback_wavelengths = None if fallback_wavelengths is None else [float(v) for v in fallback_wavelengths]
+        self.fallback_bandwidths = None if fallback_bandwidths is None else [float(v) for v in fallback_bandwidths]
+        self.binning = binning
         self.skipped = SkipCounter()
 
     def _nodata_of(self, raster: RasterSample) -> float | None:
@@ -149,7 +265,7 @@ class SampleTransform:
             rng: Source of the augmentation's randomness (default: drawn from torch's generator, which Trainer seeds
                 and DataLoader workers re-seed one by one).
         """
-        raster = sample.raster
+        raster = sample.raster if self.binning is None else self.binning.apply(sample.raster)
         nodata = self._nodata_of(raster)
         valid = valid_pixel_mask(raster.array, nodata)
         if valid.mean() < self.min_valid_fraction or not valid.any():
@@ -164,6 +280,10 @@ class SampleTransform:
                 top, left, crop_height, crop_width = crop
                 array = array[:, top : top + crop_height, left : left + crop_width]
             flip = rng.random() < 0.5
+        spectral = {}
+        if self.with_wavelengths and raster.band_wavelengths is not None:
+            spectral["input_band_wavelengths"] = raster.band_wavelengths
+            spectral["input_band_bandwidths"] = raster.band_bandwidths
         try:
             features = self.processor(
                 np.ascontiguousarray(array),
@@ -171,6 +291,7 @@ class SampleTransform:
                 input_data_format="channels_first",
                 nodata=nodata,
                 return_tensors="pt",
+                **spectral,
             )
         except ValueError as error:
             raise ValueError(f"Sample {sample.id!r}: {error}") from error
@@ -182,13 +303,37 @@ class SampleTransform:
             item["labels"] = sample_targets(sample)
         if self.with_ids:
             item["sample_id"] = sample.id
+        if self.with_wavelengths:
+            item["band_wavelengths"], item["band_bandwidths"] = self._wavelengths_of(sample, features)
         return item
+
+    def _wavelengths_of(self, sample: Sample, features: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """(C,) wavelengths and (C,) bandwidths in nm of a processed sample: its own, else the fallback's."""
+        wavelengths = features.get("band_wavelengths")
+        bandwidths = features.get("band_bandwidths")
+        if wavelengths is not None:
+            wavelengths = [float(v) for v in wavelengths[0].tolist()]
+            bandwidths = None if bandwidths is None else [float(v) for v in bandwidths[0].tolist()]
+        elif self.fallback_wavelengths is not None:
+            wavelengths, bandwidths = self.fallback_wavelengths, None
+        else:
+            raise ValueError(
+                f"Sample {sample.id!r}: its band wavelengths are unknown (no wavelength metadata in the file, and "
+                f"{list(self.processor.band_names)} are not Sentinel-2 band names), and no fallback was given. Pass "
+                "fallback_wavelengths (e.g. the model config's band_wavelengths, or --sensor NAME in the scripts)."
+            )
+        if bandwidths is None:
+            same = self.fallback_wavelengths is not None and np.allclose(wavelengths, self.fallback_wavelengths)
+            bandwidths = self.fallback_bandwidths if same and self.fallback_bandwidths else None
+            bandwidths = estimate_bandwidths(wavelengths) if bandwidths is None else bandwidths
+        return torch.tensor(wavelengths, dtype=torch.float32), torch.tensor(bandwidths, dtype=torch.float32)
 
 
 __all__ = [
     "DEFAULT_MIN_VALID_FRACTION",
     "SampleTransform",
     "SkipCounter",
+    "SpectralBinning",
     "random_resized_crop_window",
     "valid_pixel_mask",
 ]
