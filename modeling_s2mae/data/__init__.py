@@ -100,7 +100,7 @@ from .segmentation import (
 from .sources import LAYOUTS, collect_records, detect_layout, folder_records, list_scenes
 from .statistics import BandStatistics, compute_band_statistics
 from .training import PixelCollator, SampleDataset, collate_pixels, split_records, stream_model_inputs
-from .transforms import DEFAULT_MIN_VALID_FRACTION, SampleTransform, SkipCounter, valid_pixel_mask
+from .transforms import DEFAULT_MIN_VALID_FRACTION, SampleTransform, SkipCounter, SpectralBinning, valid_pixel_mask
 
 __all__ = [
     "ChangeDetectionTransform",
@@ -148,6 +148,7 @@ __all__ = [
     "SampleDataset",
     "SampleTransform",
     "SkipCounter",
+    "SpectralBinning",
     "record_to_sample",
     "row_to_sample",
     "sample_targets",
