@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .position_embeddings import pad_bands_by_repetition
+
 MASK_RATIOS = (0.5, 0.75, 0.9, 0.95)
 """The mask ratios the method's figures show."""
 
@@ -94,7 +96,7 @@ def reconstruct(
     noise = torch.rand(1, noise_length, generator=generator).to(model.device)
     output = model(batch, noise=noise, mask_ratio=mask_ratio, return_loss=False)
     hidden = output.mask[..., None]  # (1, L, 1)
-    cubes = model.patchify(batch)
+    cubes = model.patchify(pad_bands_by_repetition(batch, config.spectral_patch_size))  # spectral_padding="repeat"
     masked = model.unpatchify(cubes * (1 - hidden))[0]
     reconstructed = model.unpatchify(cubes * (1 - hidden) + output.logits * hidden)[0]
     return masked.float().clamp(0, 1).cpu(), reconstructed.float().clamp(0, 1).cpu()
