@@ -154,6 +154,10 @@ def test_change_detection_siamese(checkpoint, tmp_path):
     )
     with pytest.raises(ValueError, match="same shape"):
         difference(before, after[:, :6])
+    # band wavelengths as the image processor returns them, (B, C), serve both dates: equal to one (C,) row
+    wavelengths = torch.tensor([443.0, 490, 560, 665, 705, 740, 783, 842, 865, 945, 1610, 2190])
+    per_sample = difference(before, after, band_wavelengths=wavelengths.expand(2, -1)).logits
+    torch.testing.assert_close(per_sample, difference(before, after, band_wavelengths=wavelengths).logits)
 
 
 def test_metrics_equal_direct_confusion_matrix():
