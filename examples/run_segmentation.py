@@ -127,7 +127,17 @@ def build_data(data_args: DataArguments, seed: int) -> tuple[list, list, list[in
     ).records  # fmt: skip
     if len(records) < 2:
         raise ValueError(f"Only {len(records)} labelled tile(s): use smaller tiles or more scenes.")
-    values = data_args.class_values or label_values_in(records, data_args.ignore_values)
+    found = label_values_in(records, data_args.ignore_values)
+    values = data_args.class_values or found
+    unknown = sorted(set(found) - set(values))
+    if unknown:
+        raise ValueError(
+            f"The label rasters hold values {unknown} that are neither in --class_values {values} nor in "
+            f"--ignore_values {data_args.ignore_values}: the model would have no class for them. List every class "
+            "value in --class_values, or add these to --ignore_values."
+        )
+    if len(values) < 2:
+        raise ValueError(f"Segmentation needs at least 2 classes; the labelled tiles hold only {values}.")
     names_by_value = load_class_names(data_args.class_names_file) if data_args.class_names_file else {}
     names = [names_by_value.get(value, str(value)) for value in values]
     if data_args.validation_fraction > 0:
@@ -149,6 +159,16 @@ def load_model(model_args: ModelArguments, image_size: int, names: list[str]) ->
     }
     if model_args.out_indices:
         settings["out_indices"] = model_args.out_indices
+    if model_args.model_name_or_path:
+        checkpoint = S2MAEConfig.from_pretrained(model_args.model_name_or_path)
+        if S2MAEForSemanticSegmentation.__name__ in (checkpoint.architectures or []):
+            theirs = [checkpoint.id2label[i] for i in sorted(checkpoint.id2label)]
+            if theirs != list(names):
+                raise ValueError(
+                    f"{model_args.model_name_or_path} segments {len(theirs)} classes {theirs} but the data has "
+                    f"{len(names)} classes {names}: class i must mean the same in both. Choose the classes with "
+                    "--class_values (and --class_names_file), or start from a checkpoint without a segmentation head."
+                )
     return new_or_pretrained(
         S2MAEForSemanticSegmentation, model_args.model_name_or_path, preset=model_args.preset,
         config_overrides=model_args.config_overrides, image_size=image_size, **settings,

@@ -29,6 +29,7 @@ from transformers.utils import ModelOutput
 
 from .configuration_s2mae import S2MAEConfig
 from .modeling_s2mae import S2MAEModel, S2MAEPreTrainedModel
+from .position_embeddings import WavelengthsLike
 
 DENSE_DEFAULTS: dict[str, Any] = {
     "out_indices": None,  # None: four stages evenly spaced over the depth, see `default_out_indices`
@@ -235,6 +236,8 @@ def _encode_maps(
     pixel_values: torch.Tensor,
     interpolate_pos_encoding: bool,
     output_attentions: bool = False,
+    band_wavelengths: WavelengthsLike | None = None,
+    band_bandwidths: WavelengthsLike | None = None,
 ) -> tuple[list[torch.Tensor], Any]:
     """Run the encoder and turn its hidden states into feature maps: (maps, the encoder's output)."""
     outputs = encoder(
@@ -243,6 +246,8 @@ def _encode_maps(
         output_attentions=output_attentions,
         output_hidden_states=True,
         return_dict=True,
+        band_wavelengths=band_wavelengths,
+        band_bandwidths=band_bandwidths,
     )
     config = encoder.config
     grid = (
@@ -321,6 +326,8 @@ class S2MAEBackbone(BackboneMixin, S2MAEDensePreTrainedModel):
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
+        band_wavelengths: WavelengthsLike | None = None,
+        band_bandwidths: WavelengthsLike | None = None,
     ) -> BackboneOutput | tuple:
         """(B, C, H, W) -> `BackboneOutput.feature_maps`, one (B, D, H / p, W / p) map per stage in `out_features`.
 
@@ -331,13 +338,16 @@ class S2MAEBackbone(BackboneMixin, S2MAEDensePreTrainedModel):
             interpolate_pos_encoding: Accept another image size or band count (interpolated position tables).
             output_hidden_states: Also return the encoder's hidden states, each (B, G * h * w, D).
             output_attentions: Also return the attention maps (eager attention only).
+            band_wavelengths, band_bandwidths: (C,) or (B, C) nm of the input's bands, as the image processor returns
+                them (see `S2MAEModel.forward`).
         """
         output_attentions, output_hidden_states, return_dict = self._resolve_output_flags(
             output_attentions, output_hidden_states, return_dict
         )
         maps, outputs = _encode_maps(
-            self.s2mae, self.feature_maps, pixel_values, interpolate_pos_encoding, output_attentions
-        )
+            self.s2mae, self.feature_maps, pixel_values, interpolate_pos_encoding, output_attentions,
+            band_wavelengths, band_bandwidths,
+        )  # fmt: skip
         output = BackboneOutput(
             feature_maps=tuple(maps),
             hidden_states=outputs.hidden_states if output_hidden_states else None,
@@ -444,6 +454,8 @@ class S2MAEForSemanticSegmentation(S2MAEDensePreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        band_wavelengths: WavelengthsLike | None = None,
+        band_bandwidths: WavelengthsLike | None = None,
     ) -> SemanticSegmenterOutput | tuple:
         """Segment `pixel_values` (B, C, H, W).
 
@@ -451,6 +463,8 @@ class S2MAEForSemanticSegmentation(S2MAEDensePreTrainedModel):
             labels: (B, H, W) class ids in [0, num_labels), `config.semantic_loss_ignore_index` for unlabelled pixels.
             pixel_mask: (B, H, W), 1 for valid pixels; pixels with 0 are left out of the loss.
             interpolate_pos_encoding: Accept another image size or band count.
+            band_wavelengths, band_bandwidths: (C,) or (B, C) nm of the input's bands, as the image processor returns
+                them, so that `model(**processor(images, ...))` works (see `S2MAEModel.forward`).
 
         Returns:
             `SemanticSegmenterOutput` with `logits` (B, num_labels, H, W) and `loss` when labels are given.
@@ -459,8 +473,9 @@ class S2MAEForSemanticSegmentation(S2MAEDensePreTrainedModel):
             output_attentions, output_hidden_states, return_dict
         )
         maps, outputs = _encode_maps(
-            self.s2mae, self.feature_maps, pixel_values, interpolate_pos_encoding, output_attentions
-        )
+            self.s2mae, self.feature_maps, pixel_values, interpolate_pos_encoding, output_attentions,
+            band_wavelengths, band_bandwidths,
+        )  # fmt: skip
         logits = self.decode_head(maps)  # (B, K, h', w')
         logits = nn.functional.interpolate(logits, size=pixel_values.shape[2:], mode="bilinear", align_corners=False)
         loss = dense_cross_entropy(logits, labels, self.config, pixel_mask) if labels is not None else None
@@ -486,6 +501,13 @@ class S2MAEChangeDetectionOutput(ModelOutput):
     loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
     feature_maps: tuple[torch.Tensor, ...] | None = None
+
+
+def _repeat_per_sample(values: WavelengthsLike | None) -> WavelengthsLike | None:
+    """Per-sample (B, C) band values -> (2B, C) for the two dates stacked in one batch; others unchanged."""
+    if isinstance(values, torch.Tensor) and values.dim() == 2:
+        return torch.cat([values, values])
+    return values
 
 
 class S2MAEForChangeDetection(S2MAEDensePreTrainedModel):
@@ -532,6 +554,8 @@ class S2MAEForChangeDetection(S2MAEDensePreTrainedModel):
         pixel_mask_2: torch.Tensor | None = None,
         interpolate_pos_encoding: bool = False,
         return_dict: bool | None = None,
+        band_wavelengths: WavelengthsLike | None = None,
+        band_bandwidths: WavelengthsLike | None = None,
     ) -> S2MAEChangeDetectionOutput | tuple:
         """Change map of two co-registered images of one place.
 
@@ -540,6 +564,8 @@ class S2MAEForChangeDetection(S2MAEDensePreTrainedModel):
             pixel_values_2: (B, C, H, W), the second date: the same bands (and band order), grid and size.
             labels: (B, H, W), 1 where it changed, 0 where not, `config.semantic_loss_ignore_index` where unknown.
             pixel_mask, pixel_mask_2: (B, H, W), 0 at nodata pixels of each date; left out of the loss.
+            band_wavelengths, band_bandwidths: (C,) or (B, C) nm of the bands (the same for both dates), as the image
+                processor returns them (see `S2MAEModel.forward`).
 
         Returns:
             `S2MAEChangeDetectionOutput` with `logits` (B, 2, H, W) and `loss` when labels are given.
@@ -552,9 +578,11 @@ class S2MAEForChangeDetection(S2MAEDensePreTrainedModel):
                 "Resample both onto one grid with the same bands."
             )
         batch_size = pixel_values.shape[0]
+        # one pass of both dates through the shared encoder, each (2B, D, h, w)
         both, _ = _encode_maps(
-            self.s2mae, self.feature_maps, torch.cat([pixel_values, pixel_values_2]), interpolate_pos_encoding
-        )  # one pass of both dates through the shared encoder, each (2B, D, h, w)
+            self.s2mae, self.feature_maps, torch.cat([pixel_values, pixel_values_2]), interpolate_pos_encoding,
+            band_wavelengths=_repeat_per_sample(band_wavelengths), band_bandwidths=_repeat_per_sample(band_bandwidths),
+        )  # fmt: skip
         fused = [self.fuse(level[:batch_size], level[batch_size:]) for level in both]
         logits = self.decode_head(fused)
         logits = nn.functional.interpolate(logits, size=pixel_values.shape[2:], mode="bilinear", align_corners=False)

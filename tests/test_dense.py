@@ -5,6 +5,7 @@ acquisitions (sample_data/eolearn_change) out exactly like an OSCD city, one per
 map written by the test: no real OSCD files are available here.
 """
 
+import json
 import sys
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from transformers import AutoBackbone, EvalPrediction, UperNetConfig, UperNetFor
 from modeling_s2mae import S2MAEConfig, S2MAEForPreTraining, S2MAEImageProcessor
 from modeling_s2mae.data.change_detection import ChangeDetectionTransform, change_triples, oscd_records
 from modeling_s2mae.data.raster import read_window
-from modeling_s2mae.data.segmentation import DenseTransform, map_labels, segmentation_tiles
+from modeling_s2mae.data.segmentation import DenseTransform, collate_dense, map_labels, segmentation_tiles
 from modeling_s2mae.metrics import SegmentationMetrics, change_scores, confusion_matrix, segmentation_scores
 from modeling_s2mae.modeling_s2mae_dense import (
     S2MAEBackbone,
@@ -29,6 +30,8 @@ from modeling_s2mae.modeling_s2mae_dense import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+import run_change_detection  # noqa: E402
+import run_segmentation  # noqa: E402
 from predict_scene import ScenePredictor, predict_scene  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_data"
@@ -154,6 +157,10 @@ def test_change_detection_siamese(checkpoint, tmp_path):
     )
     with pytest.raises(ValueError, match="same shape"):
         difference(before, after[:, :6])
+    # band wavelengths as the image processor returns them, (B, C), serve both dates: equal to one (C,) row
+    wavelengths = torch.tensor([443.0, 490, 560, 665, 705, 740, 783, 842, 865, 945, 1610, 2190])
+    per_sample = difference(before, after, band_wavelengths=wavelengths.expand(2, -1)).logits
+    torch.testing.assert_close(per_sample, difference(before, after, band_wavelengths=wavelengths).logits)
 
 
 def test_metrics_equal_direct_confusion_matrix():
@@ -287,3 +294,144 @@ def test_predict_scene_georeference_and_blending(checkpoint, tmp_path):
         classes = out.read(1)
     assert out.nodata == 255 and (classes[60:, 70:] == 255).all()
     assert np.array_equal(classes[:60], probabilities[:, :60].argmax(0))
+
+
+# --- the training scripts, in-process with a tiny model ---------------------------------------------------------------
+
+SCRIPT_RUN = [
+    "--config_overrides", "hidden_size=32,num_hidden_layers=2,num_attention_heads=2,intermediate_size=64",
+    "--decode_channels", "16", "--max_steps", "2", "--per_device_train_batch_size", "2",
+    "--per_device_eval_batch_size", "64", "--learning_rate", "1e-3", "--logging_steps", "1", "--report_to", "none",
+    "--dataloader_num_workers", "0", "--disable_tqdm", "true", "--dataloader_pin_memory", "false",
+]  # fmt: skip
+SEGMENTATION_DATA = [
+    "--scene_paths", str(SCENE), "--label_paths", str(LABELS), "--tile_size", "32", "--image_size", "32",
+    "--class_names_file", str(LABELS.parent / "T33UUU_osm_landuse_classes.json"),
+]  # fmt: skip
+
+
+def _direct_confusion(folder: Path, records: list, transform_class, num_labels: int, **transform_args) -> np.ndarray:
+    """Confusion matrix of the saved model of `folder` on `records`, computed here without Trainer."""
+    processor = S2MAEImageProcessor.from_pretrained(folder)
+    model_class = (
+        S2MAEForChangeDetection if transform_class is ChangeDetectionTransform else (S2MAEForSemanticSegmentation)
+    )
+    model = model_class.from_pretrained(folder).eval()
+    batch = collate_dense([transform_class(processor, **transform_args)(record) for record in records])
+    labels = batch.pop("labels")
+    with torch.no_grad():
+        predictions = model(**batch).logits.argmax(1)
+    return confusion_matrix(predictions.numpy(), labels.numpy(), num_labels)
+
+
+def test_segmentation_script_metrics_card_and_resume(tmp_path):
+    args = [*SCRIPT_RUN, *SEGMENTATION_DATA, "--output_dir", str(tmp_path), "--save_strategy", "steps",
+            "--save_steps", "2"]  # fmt: skip
+    metrics = run_segmentation.main(args)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    names = ["forest", "residential", "farm", "meadow", "scrub", "grass", "water", "wetland"]
+    assert list(saved["eval_per_class_iou"]) == names and saved["train_steps"] == 2
+    assert saved["eval_mean_iou"] == pytest.approx(np.nanmean(list(saved["eval_per_class_iou"].values())))
+    # the whole evaluation set's scores, recomputed here from the saved model on the same spatial split
+    _, data_args, training_args = run_segmentation.parse_arguments(args)
+    _, evaluation, values, _ = run_segmentation.build_data(data_args, training_args.seed)
+    assert len(evaluation) == saved["num_eval_tiles"] > 0
+    direct = segmentation_scores(_direct_confusion(tmp_path, evaluation, DenseTransform, 8, class_values=values))
+    assert saved["eval_overall_accuracy"] == pytest.approx(direct["overall_accuracy"], abs=1e-3)
+    np.testing.assert_allclose(list(saved["eval_per_class_iou"].values()), direct["per_class_iou"], atol=1e-3)
+    card = (tmp_path / "README.md").read_text()
+    assert "pipeline_tag: image-segmentation" in card and "| mean_iou |" in card and "| overall_accuracy |" in card
+    assert S2MAEForSemanticSegmentation.from_pretrained(tmp_path).config.id2label == dict(enumerate(names))
+    assert saved == json.loads(json.dumps(metrics))
+    # run again with more steps: resumes from checkpoint-2 and trains one more
+    resumed = run_segmentation.main([*args, "--max_steps", "3"])
+    assert resumed["train_steps"] == 3 and json.loads((tmp_path / "metrics.json").read_text())["train_steps"] == 3
+    state = json.loads((tmp_path / "checkpoint-2" / "trainer_state.json").read_text())
+    assert state["global_step"] == 2
+
+
+def test_segmentation_script_bad_inputs(tmp_path, checkpoint):
+    with rasterio.open(LABELS) as src:
+        profile, data = src.profile, src.read()
+    profile["transform"] = profile["transform"] @ Affine.translation(1, 0)
+    with rasterio.open(tmp_path / "shifted.tif", "w", **profile) as dst:
+        dst.write(data)
+    common = [*SCRIPT_RUN, "--output_dir", str(tmp_path / "out"), "--save_strategy", "no"]
+    shifted = [arg if arg != str(LABELS) else str(tmp_path / "shifted.tif") for arg in SEGMENTATION_DATA]
+    with pytest.raises(ValueError, match="not on the grid"):
+        run_segmentation.main([*common, *shifted])
+    with pytest.raises(ValueError, match=r"values \[4, 5, 6, 7, 8\] that are neither in --class_values \[1, 2, 3\]"):
+        run_segmentation.main([*common, *SEGMENTATION_DATA, "--class_values", "1", "2", "3"])
+    three = S2MAEConfig.from_pretrained(checkpoint, num_labels=3)
+    S2MAEForSemanticSegmentation(three).save_pretrained(tmp_path / "three")
+    with pytest.raises(ValueError, match="segments 3 classes .* but the data has 8 classes"):
+        run_segmentation.main([*common, *SEGMENTATION_DATA, "--model_name_or_path", str(tmp_path / "three")])
+    assert not (tmp_path / "out").exists()  # every error came before training
+
+
+@pytest.fixture
+def change_csv(tmp_path) -> Path:
+    """A before,after,change CSV: two real eo-learn dates (2015-07-11, 2015-08-30) and a change raster written here."""
+    with rasterio.open(CHANGE / "scene_3.tif") as src:
+        profile = {**src.profile, "count": 1, "dtype": "uint8", "nodata": None}
+    change = np.zeros((101, 100), dtype=np.uint8)
+    change[40:70, 20:60] = 1
+    change[:4] = 9  # neither 0 nor a change value: unlabelled
+    with rasterio.open(tmp_path / "change.tif", "w", **profile) as dst:
+        dst.write(change, 1)
+    csv = tmp_path / "triples.csv"
+    csv.write_text(f"before,after,change\n{CHANGE / 'scene_4.tif'},{CHANGE / 'scene_3.tif'},change.tif\n")
+    return csv
+
+
+def test_change_detection_script_writes_change_scores(tmp_path, change_csv):
+    args = [
+        *SCRIPT_RUN, "--triples_csv", str(change_csv), "--tile_size", "16", "--validation_fraction", "0.3",
+        "--config_overrides", "image_size=16,patch_size=4,hidden_size=32,num_hidden_layers=2,num_attention_heads=2,"
+        "intermediate_size=64", "--class_weights", "1", "5", "--learning_rate", "3e-3", "--max_steps", "3",
+        "--output_dir", str(tmp_path / "out"), "--save_strategy", "no",
+    ]  # fmt: skip
+    run_change_detection.main(args)
+    saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert saved["train_steps"] == 3 and saved["num_eval_tiles"] > 0
+    _, data_args, training_args = run_change_detection.parse_arguments(args)
+    _, evaluation = run_change_detection.build_records(data_args, training_args.seed)
+    direct = _direct_confusion(tmp_path / "out", evaluation, ChangeDetectionTransform, 2)
+    assert direct.sum() == sum(16 * 16 for _ in evaluation) - 16 * 4 * sum(
+        1 for record in evaluation if record["window"]["row_off"] == 0
+    )  # the unlabelled rows are left out
+    expected = change_scores(direct)
+    for name in ("precision", "recall", "f1", "iou", "overall_accuracy"):
+        key = f"eval_change_{name}" if name != "overall_accuracy" else "eval_overall_accuracy"
+        assert saved[key] == pytest.approx(expected[name], abs=1e-3), name
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "| change_f1 |" in card and "| change_iou |" in card and "| change_precision |" in card
+    config = S2MAEConfig.from_pretrained(tmp_path / "out")
+    assert config.class_weights == [1.0, 5.0] and config.change_fusion == "difference"
+
+
+def test_change_detection_script_bad_inputs(tmp_path, change_csv):
+    with rasterio.open(CHANGE / "scene_3.tif") as src:
+        profile, data, names = {**src.profile, "count": 12}, src.read()[:12], src.descriptions[:12]
+    with rasterio.open(tmp_path / "fewer.tif", "w", **profile) as dst:
+        dst.write(data)
+        for index, name in enumerate(names, start=1):
+            dst.set_band_description(index, name)
+    with rasterio.open(tmp_path / "change.tif") as src:
+        profile, change = src.profile, src.read()
+    profile["transform"] = profile["transform"] @ Affine.translation(0, 2)
+    with rasterio.open(tmp_path / "shifted.tif", "w", **profile) as dst:
+        dst.write(change)
+    common = [*SCRIPT_RUN, "--tile_size", "16", "--output_dir", str(tmp_path / "out"), "--save_strategy", "no"]
+    rows = {
+        "different bands": f"{CHANGE / 'scene_4.tif'},fewer.tif,change.tif",
+        "not on the grid": f"{CHANGE / 'scene_4.tif'},{CHANGE / 'scene_3.tif'},shifted.tif",
+    }
+    for message, row in rows.items():
+        change_csv.write_text(f"before,after,change\n{row}\n")
+        with pytest.raises(ValueError, match=message):
+            run_change_detection.main([*common, "--triples_csv", str(change_csv)])
+    (tmp_path / "bad.csv").write_text("date1,date2,change\na,b,c\n")
+    with pytest.raises(ValueError, match=r"missing \['before', 'after'\]"):
+        run_change_detection.main([*common, "--triples_csv", str(tmp_path / "bad.csv")])
+    assert not (tmp_path / "out").exists()

@@ -30,15 +30,18 @@ from modeling_s2mae.hub import (
     save_with_remote_code,
 )
 from modeling_s2mae.image_processing_s2mae import SENTINEL2_13_BANDS
+from modeling_s2mae.modeling_s2mae_dense import S2MAEBackbone, S2MAEForSemanticSegmentation
 
 PRETRAINED_ID = "org/s2mae-vit-b"
 CLASSIFIER_ID = "org/s2mae-vit-b-cls"
+SEGMENTATION_ID = "org/s2mae-vit-b-seg"
 LABELS = {0: "AnnualCrop", 1: "Forest", 2: "SeaLake"}
 REMOTE_FILES = {
     "configuration_s2mae.py",
     "image_processing_s2mae.py",
     "masking.py",
     "modeling_s2mae.py",
+    "modeling_s2mae_dense.py",
     "position_embeddings.py",
 }
 
@@ -50,7 +53,8 @@ import builtins, sys
 import numpy as np
 import torch
 from transformers import (
-    AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification, AutoModelForPreTraining, pipeline
+    AutoBackbone, AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification,
+    AutoModelForPreTraining, AutoModelForSemanticSegmentation, pipeline
 )
 
 prompts = []
@@ -89,8 +93,16 @@ with torch.no_grad():
     result["pretraining.loss"] = outputs.loss
     classifier = AutoModelForImageClassification.from_pretrained("{CLASSIFIER_ID}", **trust).eval()
     result["classifier.logits"] = classifier(**inputs).logits
+    segmentation = AutoModelForSemanticSegmentation.from_pretrained("{SEGMENTATION_ID}", **trust).eval()
+    result["segmentation.logits"] = segmentation(**inputs).logits
+    # AutoBackbone.from_pretrained asks the Hub whether the repo exists (Transformers 5.24), even offline: take the
+    # class from AutoBackbone.from_config (registration or auto_map) and load the cached weights with it
+    segmentation_config = AutoConfig.from_pretrained("{SEGMENTATION_ID}", **trust)
+    backbone = type(AutoBackbone.from_config(segmentation_config, **trust)).from_pretrained("{SEGMENTATION_ID}")
+    for index, feature_map in enumerate(backbone.eval()(inputs["pixel_values"]).feature_maps):
+        result[f"backbone.feature_map.{{index}}"] = feature_map
 for name, obj in [("config", config), ("processor", processor), ("model", model), ("pretraining", pretraining),
-                  ("classifier", classifier)]:
+                  ("classifier", classifier), ("segmentation", segmentation), ("backbone", backbone)]:
     modules[name] = type(obj).__module__ + "." + type(obj).__name__
 
 classify = pipeline(
@@ -110,8 +122,9 @@ print("prompts", len(prompts))
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory) -> SimpleNamespace:
-    """Two tiny checkpoints saved with remote code and cached as PRETRAINED_ID and CLASSIFIER_ID, a fixed 13-band
-    uint16 input, and the outputs the installed package gives on it."""
+    """Three tiny checkpoints saved with remote code and cached as PRETRAINED_ID, CLASSIFIER_ID and SEGMENTATION_ID
+    (an `S2MAEForSemanticSegmentation`), a fixed 13-band uint16 input, and the outputs the installed package gives on
+    it."""
     root = tmp_path_factory.mktemp("hub")
     torch.manual_seed(0)
     config = tiny_config()
@@ -120,9 +133,13 @@ def hub(tmp_path_factory) -> SimpleNamespace:
     processor = S2MAEImageProcessor.from_model_config(config)
     save_with_remote_code(pretraining, processor, root / "pretrained")
     save_with_remote_code(classifier, processor, root / "classifier")
+    segmentation_config = tiny_config(num_labels=3, id2label=LABELS, decode_channels=16, out_indices=[1, 2])
+    segmentation = S2MAEForSemanticSegmentation(segmentation_config).eval()
+    save_with_remote_code(segmentation, processor, root / "segmentation")
     cache = root / "cache"
     fill_hub_cache(root / "pretrained", cache, PRETRAINED_ID)
     fill_hub_cache(root / "classifier", cache, CLASSIFIER_ID)
+    fill_hub_cache(root / "segmentation", cache, SEGMENTATION_ID)
 
     rng = np.random.default_rng(0)
     images = rng.integers(1, 10000, size=(2, len(SENTINEL2_13_BANDS), 20, 20), dtype=np.uint16)
@@ -142,7 +159,12 @@ def hub(tmp_path_factory) -> SimpleNamespace:
             "pretraining.logits": reconstructed.logits,
             "pretraining.loss": reconstructed.loss,
             "classifier.logits": classifier(**inputs).logits,
+            "segmentation.logits": segmentation(**inputs).logits,
         }
+        backbone = S2MAEBackbone.from_pretrained(root / "segmentation").eval()
+        for index, feature_map in enumerate(backbone(inputs["pixel_values"]).feature_maps):
+            expected[f"backbone.feature_map.{index}"] = feature_map
+    assert expected["segmentation.logits"].shape == (2, 3, 16, 16) and index == 1
     expected["pipeline.scores"] = expected["classifier.logits"].softmax(-1)
     weights = {key.removeprefix("s2mae."): value for key, value in pretraining.state_dict().items()}
     encoder_weights = {key: weights[key] for key in encoder.state_dict() if key in weights}
@@ -245,7 +267,7 @@ def test_imports_that_break_remote_code_are_refused(tmp_path, source, message):
 
 def test_filled_cache_has_the_hub_layout(hub):
     repos = {repo.repo_id: repo for repo in scan_cache_dir(hub.cache).repos}
-    assert set(repos) == {PRETRAINED_ID, CLASSIFIER_ID}
+    assert set(repos) == {PRETRAINED_ID, CLASSIFIER_ID, SEGMENTATION_ID}
     revision = next(iter(repos[PRETRAINED_ID].revisions))
     assert revision.refs == frozenset({"main"}) and len(revision.commit_hash) == 40
     assert {file.file_name for file in revision.files} >= {"config.json", "model.safetensors", *REMOTE_FILES}
@@ -260,6 +282,8 @@ def test_load_by_repo_id_with_the_package(hub):
         "model": "modeling_s2mae.modeling_s2mae.S2MAEModel",
         "pretraining": "modeling_s2mae.modeling_s2mae.S2MAEForPreTraining",
         "classifier": "modeling_s2mae.modeling_s2mae.S2MAEForImageClassification",
+        "segmentation": "modeling_s2mae.modeling_s2mae_dense.S2MAEForSemanticSegmentation",
+        "backbone": "modeling_s2mae.modeling_s2mae_dense.S2MAEBackbone",
     }
     assert stdout.splitlines()[-1] == "prompts 0"
     state = {key.removeprefix("state."): value for key, value in result.items() if key.startswith("state.")}
@@ -276,6 +300,8 @@ def test_load_by_repo_id_with_remote_code_and_no_package(hub):
         assert module.startswith("transformers_modules.org."), f"{name} came from {module}"
     assert modules["model"].endswith(".modeling_s2mae.S2MAEModel")
     assert modules["processor"].endswith(".image_processing_s2mae.S2MAEImageProcessor")
+    assert modules["segmentation"].endswith(".modeling_s2mae_dense.S2MAEForSemanticSegmentation")
+    assert modules["backbone"].endswith(".modeling_s2mae_dense.S2MAEBackbone")
     assert stdout.splitlines()[-1] == "prompts 0"
     _assert_same_outputs(result, hub)
 
