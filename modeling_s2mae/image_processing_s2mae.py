@@ -11,6 +11,8 @@ Pipeline, per image (shapes for one image; a batch adds a leading B):
    per-image statistics from valid pixels only, the others use fixed or dataset-level values.
 5. Resize to (size, size) with `torch.nn.functional.interpolate`; the validity mask with nearest neighbour.
 6. Clamp to [0, 1] (all scalings but "standardize") and write 0 at invalid pixels.
+   A valid pixel whose scaled value is not finite in float32 is an error naming the image: the output never holds
+   NaN or inf.
 
 Output: `pixel_values` (B, C, size, size) float32 in the model's band order and `pixel_mask` (B, size, size)
 int64, 1 where a pixel is valid in every band.
@@ -263,7 +265,8 @@ class S2MAEImageProcessor(BaseImageProcessor):
         Raises:
             ValueError: wrong ndim, empty input, unsupported dtype, band count that does not match the band names,
                 ambiguous channel axis, a model band missing from `input_band_names`, an image with no valid pixel,
-                or an invalid setting.
+                a valid pixel whose scaled value is not finite in float32 (e.g. 1e300 with "standardize"), or an
+                invalid setting.
             TypeError: an input that is neither a numpy array nor a torch tensor.
         """
         input_band_names = self.input_band_names if input_band_names is None else input_band_names
@@ -411,6 +414,7 @@ class S2MAEImageProcessor(BaseImageProcessor):
         band_valid = valid.unsqueeze(1).expand_as(images)  # (N, C, H, W)
 
         scaled = self._scale(images, band_valid, scaling)
+        _check_finite_scaled(scaled, images, band_valid, start, scaling)
         # Fill invalid pixels with the band's valid mean before resizing, so interpolation does not pull their
         # valid neighbours towards an arbitrary value; they are set to 0 after resizing.
         valid_mean = torch.where(band_valid, scaled, 0.0).sum(dim=(2, 3), keepdim=True) / num_valid.view(-1, 1, 1, 1)
@@ -429,6 +433,8 @@ class S2MAEImageProcessor(BaseImageProcessor):
         if scaling in _SCALINGS_IN_UNIT_RANGE:
             scaled = scaled.clamp(0.0, 1.0)  # bicubic overshoots
         pixel_values = torch.where(valid.unsqueeze(1), scaled, 0.0)
+        if not torch.isfinite(pixel_values).all():  # resizing values near float32's limit can still overflow
+            _check_finite_scaled(pixel_values, None, valid.unsqueeze(1).expand_as(pixel_values), start, scaling)
         return pixel_values.contiguous(), valid.long()
 
     def _scale(self, images: torch.Tensor, band_valid: torch.Tensor, scaling: str) -> torch.Tensor:
@@ -454,6 +460,34 @@ class S2MAEImageProcessor(BaseImageProcessor):
             return (images - mean) / std
         low = mean - SIGMA_RANGE * std
         return ((images - low) / (2 * SIGMA_RANGE * std)).clamp(0.0, 1.0)
+
+
+def _check_finite_scaled(
+    scaled: torch.Tensor, images: torch.Tensor | None, band_valid: torch.Tensor, start: int, scaling: str
+) -> None:
+    """Raise a `ValueError` naming the images whose valid pixels do not scale to finite float32 values.
+
+    Args:
+        scaled: (N, C, H, W) scaled values (float64 before the float32 output is made, or the float32 output).
+        images: (N, C, H, W) input values, for the message, or None.
+        band_valid: (N, C, H, W) bool, True at valid pixels.
+        start: Index of the first of these images in the whole batch.
+    """
+    limit = torch.finfo(torch.float32).max
+    bad = band_valid & ~(torch.isfinite(scaled) & (scaled.abs() <= limit))  # (N, C, H, W)
+    if not bad.any():
+        return
+    per_image = bad.flatten(1).any(dim=1)
+    indices = torch.nonzero(per_image).flatten().tolist()
+    example = ""
+    if images is not None:
+        values = images[bad]
+        example = f" (inputs up to {values.abs().max().item():.3g})"
+    raise ValueError(
+        f"Images {[start + index for index in indices[:10]]} of the batch have {int(bad.sum())} valid pixel value(s) "
+        f"that scaling={scaling!r} turns into values that are not finite in float32{example}. Mark such values as "
+        "missing (nodata, or NaN in a float input) or check the input's units and the scaling statistics."
+    )
 
 
 def _check_band_names(names: Sequence[str], what: str) -> list[str]:

@@ -4,8 +4,11 @@ Shapes use: B batch, C bands, H x W pixels, p spatial patch, s spectral patch, G
 h = H / p, w = W / p, L = G * h * w tokens (spectral-group major), K visible tokens, D width.
 """
 
-from collections.abc import Callable
+import math
+import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -121,7 +124,12 @@ def check_pixel_values(
             f"pixel_values must be floating point scaled to [0, 1], got {pixel_values.dtype}. "
             "Use S2MAEImageProcessor to scale raw digital numbers."
         )
-    _, bands, height, width = pixel_values.shape
+    batch_size, bands, height, width = pixel_values.shape
+    if batch_size == 0:
+        raise ValueError(
+            f"pixel_values is an empty batch of shape {tuple(pixel_values.shape)}: pass at least one image, "
+            "(B, C, H, W) with B >= 1."
+        )
     if bands % config.spectral_patch_size != 0 and config.spectral_padding != "repeat":
         raise ValueError(
             f"pixel_values has {bands} bands, not divisible by spectral_patch_size {config.spectral_patch_size}. "
@@ -143,6 +151,81 @@ def check_pixel_values(
             f"Input image size {height}x{width} does not match the model ({config.image_size}x{config.image_size}). "
             "Resize with S2MAEImageProcessor, or pass interpolate_pos_encoding=True."
         )
+
+
+RAW_VALUE_WARNING_THRESHOLD = 100.0
+"""`pixel_values` above this look like raw digital numbers (Sentinel-2 L1C / L2A: 0-10000), not the model's [0, 1]
+(or z-scores, with `scaling="standardize"`): the model warns once."""
+
+
+def check_pixel_mask(pixel_mask: torch.Tensor, pixel_values: torch.Tensor) -> None:
+    """Raise a `ValueError` saying the expected shape when `pixel_mask` is not (B, H, W) for `pixel_values` (B, C, H, W).
+
+    A mask is never broadcast: a (1, H, W) mask over a batch of B > 1 images, a mask at another resolution than
+    the images, or a (B, 1, H, W) mask are errors.
+    """
+    if not isinstance(pixel_mask, torch.Tensor):
+        raise ValueError(f"pixel_mask must be a torch.Tensor of shape (B, H, W), got {type(pixel_mask)}.")
+    batch_size, _, height, width = pixel_values.shape
+    expected = (batch_size, height, width)
+    got = tuple(pixel_mask.shape)
+    if pixel_mask.ndim == 3 and got == expected:
+        return
+    advice = "Take pixel_values and pixel_mask together from S2MAEImageProcessor, which resizes both."
+    if pixel_mask.ndim == 3 and got[0] == 1 and batch_size > 1 and got[1:] == expected[1:]:
+        advice = (
+            f"A mask is not broadcast over the batch: give one mask per image (pixel_mask.expand({batch_size}, -1, -1) "
+            "if they really share one)."
+        )
+    elif pixel_mask.ndim == 3 and got[0] == batch_size:
+        advice = f"The mask is at another resolution than the images ({height}x{width}). " + advice
+    elif pixel_mask.ndim == 4 and got[1] == 1:
+        advice = "Drop the channel axis: pixel_mask[:, 0]."
+    raise ValueError(
+        f"pixel_mask must have shape (B, H, W) = {expected} for pixel_values of shape {tuple(pixel_values.shape)}, "
+        f"got {got}. {advice}"
+    )
+
+
+def check_pixel_value_range(pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None, warn: bool = True) -> bool:
+    """Raise a `ValueError` for NaN / inf in `pixel_values`; warn (when `warn`) about values that look like raw
+    digital numbers. Reads tensor values: eager mode only (see `is_tracing`).
+
+    A non-finite value is an error even at a pixel `pixel_mask` marks invalid: the cube embedding mixes it into its
+    token and attention spreads it to every token of the image. `S2MAEImageProcessor` writes 0 at invalid pixels.
+
+    Args:
+        pixel_values: (B, C, H, W) float, B >= 1.
+        pixel_mask: (B, H, W) or None, 1 for valid pixels.
+        warn: Log the raw-values warning when the values exceed `RAW_VALUE_WARNING_THRESHOLD`.
+
+    Returns:
+        True when the values exceed `RAW_VALUE_WARNING_THRESHOLD` (the caller warns only once).
+    """
+    low, high = torch.aminmax(pixel_values.detach())
+    low, high = torch.stack([low, high]).float().tolist()  # one device sync
+    if not (math.isfinite(low) and math.isfinite(high)):
+        finite = torch.isfinite(pixel_values.detach())  # (B, C, H, W)
+        bad_images = torch.nonzero(~finite.flatten(1).all(dim=1)).flatten().tolist()
+        where = ""
+        if pixel_mask is not None:
+            at_valid = (~finite & (pixel_mask.to(finite.device)[:, None] != 0)).sum().item()
+            where = f", {at_valid} of them at pixels that pixel_mask marks valid"
+        raise ValueError(
+            f"pixel_values holds {(~finite).sum().item()} non-finite values (NaN or inf) in images {bad_images[:10]} "
+            f"of the batch{where}. The model cannot ignore them, not even at invalid pixels: mark missing pixels in "
+            "pixel_mask and write a finite value there (S2MAEImageProcessor writes 0), and check the scaling of "
+            "values that overflow."
+        )
+    raw = high > RAW_VALUE_WARNING_THRESHOLD
+    if raw and warn:
+        logger.warning(
+            f"pixel_values reach {high:g}, but the model takes values scaled to [0, 1] (z-scores with "
+            "scaling='standardize'): these look like raw digital numbers (e.g. Sentinel-2's 0-10000). Prepare "
+            "images with S2MAEImageProcessor (AutoImageProcessor.from_pretrained(checkpoint)). This warning is "
+            "shown once per model."
+        )
+    return raw
 
 
 def token_weights_from_pixel_mask(pixel_mask: torch.Tensor, num_groups: int, patch_size: int) -> torch.Tensor:
@@ -384,6 +467,19 @@ class S2MAEPooler(nn.Module):
         return self.layernorm((hidden_states * token_weights).sum(dim=1) / total)
 
 
+ENCODER_CORE_PREFIXES = ("embeddings.", "encoder.", "layernorm.")
+"""Weights of the encoder (relative to `S2MAEModel`) that every S2MAE checkpoint holds."""
+
+
+def required_missing_keys(model: nn.Module, missing_keys: Iterable[str]) -> list[str]:
+    """The keys of `missing_keys` that a checkpoint for `model` must hold: all of them when the checkpoint was saved
+    from `model`'s class (`config.architectures`), else those of the encoder (a new head may be missing)."""
+    if type(model).__name__ in (model.config.architectures or []):
+        return sorted(missing_keys)
+    base = f"{model.base_model_prefix}."
+    return sorted(key for key in missing_keys if key.removeprefix(base).startswith(ENCODER_CORE_PREFIXES))
+
+
 class S2MAEPreTrainedModel(PreTrainedModel):
     config_class = S2MAEConfig
     config: S2MAEConfig
@@ -429,6 +525,35 @@ class S2MAEPreTrainedModel(PreTrainedModel):
             module.reset_parameters()
         elif isinstance(module, S2MAEDecoder):
             init.normal_(module.mask_token, std=self.config.initializer_range)
+
+    @classmethod
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike[str] | None, *model_args: Any, **kwargs: Any
+    ) -> "S2MAEPreTrainedModel | tuple[S2MAEPreTrainedModel, dict[str, Any]]":
+        """`PreTrainedModel.from_pretrained`, refusing a checkpoint that lacks trained tensors.
+
+        Transformers initialises a tensor missing from `model.safetensors` at random and only logs it. That is right
+        for a new head (a pretraining checkpoint loaded into `S2MAEModel` or a task model) but silently wrong for
+        an incomplete file: tensors of the checkpoint's own class (`config.architectures`), and the encoder's
+        (`embeddings`, `encoder`, `layernorm`) whatever the class, must all be there.
+
+        Raises:
+            ValueError: naming the checkpoint and the missing tensors.
+        """
+        output_loading_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(
+            pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
+        )
+        missing = required_missing_keys(model, info["missing_keys"])
+        if missing:
+            architectures = model.config.architectures or ["an S2MAE"]
+            raise ValueError(
+                f"{pretrained_model_name_or_path}: the weights lack {len(missing)} tensor(s) that a "
+                f"{architectures[0]} checkpoint holds, e.g. {missing[:5]}. Loading would start them from random "
+                "values. The file is incomplete or damaged (an interrupted save or download?): save or download "
+                "the checkpoint again."
+            )
+        return (model, info) if output_loading_info else model
 
     def resize_position_embeddings(
         self,
@@ -570,6 +695,29 @@ class S2MAEModel(S2MAEPreTrainedModel):
     def get_input_embeddings(self) -> S2MAECubeEmbeddings:
         return self.embeddings.cube_embeddings
 
+    def check_inputs(
+        self,
+        pixel_values: torch.Tensor,
+        pixel_mask: torch.Tensor | None,
+        interpolate_pos_encoding: bool = False,
+        by_wavelength: bool = False,
+    ) -> None:
+        """Raise a `ValueError` for inputs the model would process into a silently wrong result: shapes (also while
+        tracing), then, in eager mode, NaN / inf values; warn once per model about raw digital numbers.
+
+        Args:
+            pixel_values: (B, C, H, W).
+            pixel_mask: (B, H, W) or None.
+        """
+        check_pixel_values(pixel_values, self.config, interpolate_pos_encoding, by_wavelength)
+        if pixel_mask is not None:
+            check_pixel_mask(pixel_mask, pixel_values)
+        if is_tracing():
+            return
+        warned = getattr(self, "_warned_raw_values", False)
+        if check_pixel_value_range(pixel_values, pixel_mask, warn=not warned):
+            self._warned_raw_values = True
+
     def set_input_embeddings(self, value: nn.Module) -> None:
         """Replace the cube embedding: a module mapping (B, C, H, W) to (B, L, D) tokens, spectral-group major."""
         if not isinstance(value, nn.Module):
@@ -614,6 +762,7 @@ class S2MAEModel(S2MAEPreTrainedModel):
 
         `hidden_states` and `attentions` are recorded by Transformers' `capture_outputs` hooks.
         """
+        self.check_inputs(pixel_values, pixel_mask, interpolate_pos_encoding, band_wavelengths is not None)
         output_attentions = bool(self.config.output_attentions if output_attentions is None else output_attentions)
         apply_masking = apply_masking or noise is not None
         embeddings, mask, ids_restore, ids_keep = self.embeddings(
@@ -800,6 +949,7 @@ class S2MAEForPreTraining(S2MAEPreTrainedModel):
         )
         outputs = self.s2mae(
             pixel_values,
+            pixel_mask=pixel_mask,
             noise=noise,
             apply_masking=True,
             mask_ratio=mask_ratio,

@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -87,10 +88,65 @@ def build_config(preset: str = "sample", config_overrides: str | None = None, **
     return config
 
 
+_HUB_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?$")
+"""The form of a Hub repo id, "name" or "owner/name" (huggingface_hub also refuses "--" and ".." in it)."""
+
+
+def check_model_name_or_path(
+    model_name_or_path: str | os.PathLike[str] | None, require_config: bool = True
+) -> str | None:
+    """Check a `--model_name_or_path` before it is loaded: an existing local folder, or a Hub repo id.
+
+    A local path that does not exist would otherwise be taken for a Hub repo id and fail with a Hub or network
+    error. A missing path counts as local when it cannot be a repo id (absolute, starting with "." or "~", more than
+    one "/", characters a repo id cannot hold) or when its parent folder exists ("runs/vitb" while "runs/" exists).
+
+    Args:
+        model_name_or_path: The value given, or None (a new model).
+        require_config: A local folder must hold `config.json` (a saved model).
+
+    Returns:
+        `model_name_or_path` as a string (None for None).
+
+    Raises:
+        ValueError: the local folder does not exist, is a file, or (with `require_config`) holds no config.json.
+    """
+    if model_name_or_path is None:
+        return None
+    name = os.fspath(model_name_or_path)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if require_config and not (path / "config.json").is_file():
+            raise ValueError(
+                f"{name} holds no config.json: it is not a saved model. Pass a checkpoint folder (with config.json "
+                "and model.safetensors): a finished run's --output_dir or one of its checkpoint-N folders."
+            )
+        return name
+    if path.exists():
+        raise ValueError(f"{name} is a file: pass the checkpoint folder holding config.json and model.safetensors.")
+    local = (
+        isinstance(model_name_or_path, os.PathLike)
+        or path.is_absolute()
+        or name.startswith((".", "~"))
+        or not _HUB_REPO_ID.match(name)
+        or "--" in name
+        or ".." in name
+        or (len(path.parts) > 1 and path.parent.is_dir())
+    )
+    if local:
+        existing = next((parent for parent in path.absolute().parents if parent.is_dir()), None)
+        raise ValueError(
+            f"The folder {path.absolute()} does not exist (model_name_or_path={name!r}; the nearest existing folder "
+            f"is {existing}). Pass an existing checkpoint folder, or a Hub repo id of the form 'owner/name'."
+        )
+    return name
+
+
 def saved_processor_settings(checkpoint: str | os.PathLike[str] | None) -> dict[str, Any]:
     """The settings of a checkpoint's `preprocessor_config.json` ({} when there is none or no checkpoint)."""
     if checkpoint is None:
         return {}
+    check_model_name_or_path(checkpoint, require_config=False)
     try:
         saved = S2MAEImageProcessor.from_pretrained(checkpoint)
     except OSError:
@@ -361,7 +417,7 @@ def new_or_pretrained(
         config = build_config(preset, config_overrides, image_size=image_size)
         config.update(settings)
         return model_class(config)
-    model = model_class.from_pretrained(model_name_or_path, **settings)
+    model = model_class.from_pretrained(check_model_name_or_path(model_name_or_path), **settings)
     if image_size is not None and model.config.image_size != image_size:
         model.resize_position_embeddings(image_size=image_size)
     return model
@@ -375,6 +431,7 @@ __all__ = [
     "build_config",
     "check_checkpoint_labels",
     "check_finite_loss",
+    "check_model_name_or_path",
     "check_training_arguments",
     "check_resume_compatible",
     "find_resume_checkpoint",

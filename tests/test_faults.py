@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+import torch
 
 from modeling_s2mae.data import RasterReadError, decode_row, eurosat_folder, read_raster, write_hub_dataset
 from modeling_s2mae.data.hub_format import MAX_DECODED_BYTES
@@ -244,3 +245,196 @@ def test_configs_that_would_drop_weights_are_refused(field: str, value: float) -
 
     with pytest.raises(ValueError, match=field):
         S2MAEConfig(**{field: value})
+
+
+# --- values and masks the models would turn into silently wrong results ---------------------------------------------
+
+
+def standardizing_processor():
+    from model_tester import tiny_config
+
+    from modeling_s2mae import S2MAEImageProcessor
+
+    config = tiny_config()
+    names = list(config.band_names)
+    return S2MAEImageProcessor.from_model_config(
+        config, scaling="standardize", band_mean=dict.fromkeys(names, 1000.0), band_std=dict.fromkeys(names, 500.0)
+    )
+
+
+@pytest.mark.parametrize(
+    ("scaling", "extremes"),
+    [("standardize", [1e300]), ("minmax", [np.finfo(np.float64).max, -np.finfo(np.float64).max]),
+     ("standardize", [np.finfo(np.float64).max])],
+)  # fmt: skip
+def test_the_processor_never_outputs_non_finite_values_at_valid_pixels(scaling: str, extremes: list[float]) -> None:
+    processor = standardizing_processor()
+    images = np.full((3, 6, 16, 16), 1000.0)  # (B, C, H, W) float64
+    for index, value in enumerate(extremes):
+        images[1, 0, index, index] = value
+    with pytest.raises(ValueError, match=r"Images \[1\] of the batch .* not finite in float32"):
+        processor(images, scaling=scaling, return_tensors="pt")
+
+    images[1, 0, :2, :2] = np.nan  # non-finite input is nodata: masked, and the output stays finite
+    inputs = processor(images, scaling=scaling, return_tensors="pt")
+    assert torch.isfinite(inputs["pixel_values"]).all()
+    assert inputs["pixel_mask"][1].sum() == 16 * 16 - 4
+
+
+@pytest.mark.parametrize("model_class", ["S2MAEModel", "S2MAEForPreTraining", "S2MAEForImageClassification"])
+def test_models_refuse_nan_and_inf_pixel_values(model_class: str) -> None:
+    from model_tester import tiny_config
+
+    import modeling_s2mae
+
+    model = getattr(modeling_s2mae, model_class)(tiny_config()).eval()
+    pixel_values = torch.rand(2, 6, 16, 16)
+    pixel_mask = torch.ones(2, 16, 16, dtype=torch.long)
+    pixel_values[1, 2, 5, 5] = float("inf")
+    with pytest.raises(ValueError, match=r"1 non-finite values \(NaN or inf\) in images \[1\].* 1 of them at pixels"):
+        model(pixel_values, pixel_mask=pixel_mask)
+    pixel_values[1, 2, 5, 5], pixel_values[0, 0, 0, 0] = 0.5, float("nan")
+    pixel_mask[0, 0, 0] = 0  # NaN at an invalid pixel still spreads through attention: refused too
+    with pytest.raises(ValueError, match=r"images \[0\].* 0 of them at pixels that pixel_mask marks valid"):
+        model(pixel_values, pixel_mask=pixel_mask)
+    with pytest.raises(ValueError, match="non-finite"):
+        model(pixel_values)
+
+
+def test_raw_digital_numbers_are_warned_about_once_per_model() -> None:
+    from model_tester import tiny_config
+    from transformers.testing_utils import CaptureLogger
+
+    import modeling_s2mae.modeling_s2mae as modeling
+
+    config = tiny_config()
+    raw = torch.randint(0, 10_000, (2, 6, 16, 16)).float()  # Sentinel-2 digital numbers fed without the processor
+    model = modeling.S2MAEModel(config).eval()
+    with CaptureLogger(modeling.logger) as captured:
+        model(torch.rand(2, 6, 16, 16))
+    assert captured.out == ""
+    with CaptureLogger(modeling.logger) as captured:
+        model(raw)
+        model(raw)
+    assert captured.out.count("look like raw digital numbers") == 1 and "S2MAEImageProcessor" in captured.out
+    with CaptureLogger(modeling.logger) as captured:
+        modeling.S2MAEModel(config).eval()(raw)
+    assert captured.out.count("look like raw digital numbers") == 1, "a new model warns again"
+
+
+@pytest.mark.parametrize(
+    ("mask_shape", "message"),
+    [
+        ((1, 16, 16), r"not broadcast over the batch: give one mask per image \(pixel_mask.expand\(2, -1, -1\)"),
+        ((2, 32, 32), r"another resolution than the images \(16x16\)"),
+        ((2, 1, 16, 16), r"Drop the channel axis"),
+        ((16, 16), r"\(B, H, W\) = \(2, 16, 16\)"),
+    ],
+)
+@pytest.mark.parametrize("model_class", ["S2MAEModel", "S2MAEForPreTraining"])
+def test_pixel_masks_of_the_wrong_shape_are_refused(model_class: str, mask_shape: tuple, message: str) -> None:
+    from model_tester import tiny_config
+
+    import modeling_s2mae
+
+    model = getattr(modeling_s2mae, model_class)(tiny_config()).eval()
+    with pytest.raises(ValueError, match=message):
+        model(torch.rand(2, 6, 16, 16), pixel_mask=torch.ones(mask_shape, dtype=torch.long))
+
+
+def test_an_empty_batch_is_refused() -> None:
+    from model_tester import tiny_config
+
+    from modeling_s2mae import S2MAEForPreTraining
+
+    with pytest.raises(ValueError, match=r"empty batch of shape \(0, 6, 16, 16\).* B >= 1"):
+        S2MAEForPreTraining(tiny_config())(torch.rand(0, 6, 16, 16))
+
+
+# --- checkpoints, paths and shards that are not what they claim ------------------------------------------------------
+
+
+def drop_tensor(checkpoint: Path, name: str) -> None:
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(checkpoint / "model.safetensors")
+    del weights[name]
+    save_file(weights, checkpoint / "model.safetensors", metadata={"format": "pt"})
+
+
+def test_a_checkpoint_missing_a_tensor_is_an_error_not_random_init(tmp_path: Path) -> None:
+    from model_tester import tiny_config
+
+    from modeling_s2mae import S2MAEForImageClassification, S2MAEForPreTraining, S2MAEModel
+
+    S2MAEForPreTraining(tiny_config()).save_pretrained(tmp_path / "decoder_gone")
+    drop_tensor(tmp_path / "decoder_gone", "decoder.decoder_pred.weight")
+    with pytest.raises(ValueError, match=r"lack 1 tensor\(s\) that a S2MAEForPreTraining checkpoint holds.*decoder"):
+        S2MAEForPreTraining.from_pretrained(tmp_path / "decoder_gone")
+    encoder, info = S2MAEModel.from_pretrained(tmp_path / "decoder_gone", output_loading_info=True)  # not needed
+    assert not info["missing_keys"]
+
+    shutil.copytree(tmp_path / "decoder_gone", tmp_path / "encoder_gone")
+    name = "s2mae.encoder.layers.1.mlp.fc2.weight"
+    assert name.removeprefix("s2mae.") in encoder.state_dict()
+    drop_tensor(tmp_path / "encoder_gone", name)
+    for model_class in (S2MAEModel, S2MAEForImageClassification):
+        with pytest.raises(ValueError, match=r"encoder_gone: the weights lack 1 tensor.*layers\.1\.mlp\.fc2\.weight"):
+            model_class.from_pretrained(tmp_path / "encoder_gone")
+    classifier = S2MAEForImageClassification.from_pretrained(tmp_path / "decoder_gone", num_labels=3)
+    assert classifier.config.num_labels == 3, "a new head on a pretraining checkpoint still loads"
+
+
+@pytest.mark.parametrize("given", ["runs/typo", "./typo", "{tmp}/runs/typo", "{tmp}/file.txt", "{tmp}"])
+def test_a_local_path_that_does_not_exist_is_not_taken_for_a_repo_id(
+    given: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modeling_s2mae import S2MAEForImageClassification
+    from modeling_s2mae.training import check_model_name_or_path, new_or_pretrained
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "file.txt").write_text("not a model")
+    message = {"{tmp}/file.txt": "is a file", "{tmp}": "holds no config.json"}.get(given, "does not exist")
+    given = given.format(tmp=tmp_path)
+    with pytest.raises(ValueError, match=message):
+        new_or_pretrained(S2MAEForImageClassification, given, num_labels=3)
+    assert check_model_name_or_path("owner/model-name") == "owner/model-name", "a Hub id is left to the Hub"
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated"])
+@pytest.mark.parametrize("streaming", [True, False])
+def test_empty_or_truncated_parquet_shards_are_named(
+    damage: str, streaming: bool, tmp_path: Path, sample_data: Path
+) -> None:
+    from modeling_s2mae.data import load_spectral_dataset
+
+    written = write_hub_dataset(eurosat_folder(sample_data / "eurosat_ms"), tmp_path / "hub", rows_per_shard=4)
+    shard = tmp_path / "hub" / "data" / "train-00001-of-00002.parquet"
+    assert shard.is_file(), written
+    data = shard.read_bytes()
+    shard.write_bytes(b"" if damage == "empty" else data[: len(data) // 2])
+    expected = "is empty \\(0 bytes\\)" if damage == "empty" else "is truncated or damaged"
+    with pytest.raises(ValueError, match=f"Parquet shard {shard} {expected}"):
+        load_spectral_dataset(tmp_path / "hub", split="train", streaming=streaming)
+
+
+def test_check_raster_finds_a_corrupt_first_block(tmp_path: Path, sample_data: Path) -> None:
+    from modeling_s2mae.data.raster import check_raster
+
+    with rasterio.open(sample_data / "sentinel2_tile" / "T60HWB_20201002_crop128.tif") as source:
+        profile, data, descriptions = source.profile, source.read(), source.descriptions
+    profile.update(tiled=True, blockxsize=64, blockysize=64, compress="deflate", interleave="band")
+    path = tmp_path / "scene.tif"
+    with rasterio.open(path, "w", **profile) as target:
+        target.write(data)
+        target.descriptions = descriptions
+    check_raster(path)
+    with rasterio.open(path) as dataset:  # where the first block of band 1 lies: the end of the file stays intact
+        offset = int(dataset.get_tag_item("BLOCK_OFFSET_0_0", "TIFF", bidx=1))
+        size = int(dataset.get_tag_item("BLOCK_SIZE_0_0", "TIFF", bidx=1))
+    content = bytearray(path.read_bytes())
+    content[offset : offset + size] = bytes(size)
+    path.write_bytes(bytes(content))
+    with pytest.raises(RasterReadError, match=r"scene.tif: failed to decode pixels .*X offset 0, Y offset 0"):
+        check_raster(path)

@@ -748,6 +748,39 @@ def push_hub_dataset(
     return commit.commit_url
 
 
+def check_parquet_shards(root: PathLike, split: str | None = None) -> list[Path]:
+    """Check that every parquet shard of a local dataset folder (of `split`, or all) has a readable footer.
+
+    Truncation removes the end of a file, where parquet keeps its footer (schema and row-group index), so reading
+    the footers finds zero-byte and truncated shards (an interrupted copy or download) before training starts,
+    without reading the rows.
+
+    Args:
+        root: A folder laid out as written by `write_hub_dataset` (`<root>/data/<split>-0000i-of-0000N.parquet`).
+        split: Check this split's shards; all shards under `<root>/data` when None or when none match.
+
+    Returns:
+        The shards checked, sorted.
+
+    Raises:
+        ValueError: naming the first shard that is empty or has no valid footer, and what to do.
+    """
+    data_dir = Path(root) / DATA_DIR
+    shards = sorted(data_dir.glob(f"{split}-*.parquet")) if split is not None else []
+    shards = shards or sorted(data_dir.glob("*.parquet"))
+    for shard in shards:
+        size = shard.stat().st_size
+        try:
+            pq.read_metadata(shard)
+        except (pa.ArrowException, OSError) as error:
+            what = "is empty (0 bytes)" if size == 0 else f"is truncated or damaged ({size} bytes: {error})"
+            raise ValueError(
+                f"Parquet shard {shard} {what}. Copy or download it again, or rewrite the dataset with "
+                "write_hub_dataset / examples/prepare_dataset.py."
+            ) from error
+    return shards
+
+
 def load_spectral_dataset(
     path_or_repo_id: str | os.PathLike[str],
     split: str = "train",
@@ -769,10 +802,13 @@ def load_spectral_dataset(
         or map the whole dataset with `to_model_inputs`.
 
     Raises:
-        ValueError: the dataset lacks the columns of this format.
+        ValueError: the dataset lacks the columns of this format, or a parquet shard of a local folder is empty or
+            truncated (naming the shard).
     """
     from datasets import load_dataset
 
+    if Path(path_or_repo_id).is_dir():
+        check_parquet_shards(path_or_repo_id, split)
     dataset = load_dataset(str(path_or_repo_id), split=split, streaming=streaming, **kwargs)
     columns = list(dataset.features or {})
     missing = [name for name in BASE_COLUMNS if name not in columns]
@@ -916,6 +952,7 @@ __all__ = [
     "encode_geotiff",
     "hub_features",
     "label_info",
+    "check_parquet_shards",
     "load_spectral_dataset",
     "push_hub_dataset",
     "row_to_sample",

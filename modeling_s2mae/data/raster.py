@@ -860,10 +860,12 @@ def raster_info(
 
 
 def check_raster(source: RasterSource, band_names: Sequence[str] | None = None) -> RasterInfo:
-    """Validate a source cheaply: headers, band names, alignment, and decoding of the last block of every band.
+    """Validate a source cheaply: headers, band names, alignment, and decoding of the first and the last block of
+    every band.
 
-    Truncation removes the end of a file, so decoding each band's last block finds truncated downloads without
-    reading whole scenes (about a millisecond per small file).
+    Truncation removes the end of a file, so decoding each band's last block finds truncated downloads; the first
+    block, decoded too, finds a file damaged at its start (a header that parses over corrupt data). Neither reads
+    whole scenes (about a millisecond per small file); damage confined to a middle block is found when it is read.
 
     Returns:
         The source's `RasterInfo`.
@@ -876,9 +878,12 @@ def check_raster(source: RasterSource, band_names: Sequence[str] | None = None) 
             block_height, block_width = dataset.block_shapes[0]
             row = (dataset.height - 1) // block_height * block_height
             col = (dataset.width - 1) // block_width * block_width
+            first_block = Window(0, 0, min(block_width, dataset.width), min(block_height, dataset.height))
             last_block = Window(col, row, dataset.width - col, dataset.height - row)
+            blocks = [first_block] if (row, col) == (0, 0) else [first_block, last_block]
             try:
-                dataset.read(window=last_block)
+                for block in blocks:
+                    dataset.read(window=block)
             except RasterioError as error:
                 raise _read_error(str(path), error) from error
         return stack.info()
