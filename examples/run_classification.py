@@ -54,6 +54,7 @@ from modeling_s2mae.training import (
     build_config,
     check_checkpoint_labels,
     check_finite_loss,
+    check_model_name_or_path,
     check_training_arguments,
     find_resume_checkpoint,
     freeze_encoder,
@@ -137,7 +138,7 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Tra
 def model_config(model_args: ModelArguments) -> S2MAEConfig:
     """The checkpoint's config, or a new model's from the preset and overrides."""
     if model_args.model_name_or_path is not None:
-        return S2MAEConfig.from_pretrained(model_args.model_name_or_path)
+        return S2MAEConfig.from_pretrained(check_model_name_or_path(model_args.model_name_or_path))
     fields = {"image_size": model_args.image_size, "band_names": model_args.band_names}
     return build_config(model_args.preset, model_args.config_overrides, **fields)
 

@@ -56,6 +56,7 @@ from modeling_s2mae.training import (
     SkippedSamplesCallback,
     build_config,
     check_finite_loss,
+    check_model_name_or_path,
     check_resume_compatible,
     check_training_arguments,
     find_resume_checkpoint,
@@ -177,7 +178,7 @@ def load_model(model_args: ModelArguments, spectral: SpectralBands | None = None
         fields.update(spectral.config_fields())
     if model_args.model_name_or_path is None:
         return S2MAEForPreTraining(build_config(model_args.preset, model_args.config_overrides, **fields))
-    model = S2MAEForPreTraining.from_pretrained(model_args.model_name_or_path)
+    model = S2MAEForPreTraining.from_pretrained(check_model_name_or_path(model_args.model_name_or_path))
     if spectral is not None:
         model.resize_position_embeddings(
             image_size=model_args.image_size, band_names=spectral.band_names,

@@ -293,10 +293,25 @@ class S2MAEOnnxModel:
         pixel_values: torch.Tensor | np.ndarray,
         pixel_mask: torch.Tensor | np.ndarray | None = None,
         noise: torch.Tensor | np.ndarray | None = None,
+        band_wavelengths: torch.Tensor | np.ndarray | None = None,
+        band_bandwidths: torch.Tensor | np.ndarray | None = None,
     ) -> S2MAEModelOutput | ImageClassifierOutput | S2MAEForPreTrainingOutput:
         """Run like the PyTorch model: `pixel_values` (B, C, H, W) in [0, 1], optional `pixel_mask` (B, H, W) and,
         for a pretraining graph, `noise` (drawn uniformly when None). Returns the PyTorch model's output class.
+
+        `band_wavelengths` / `band_bandwidths` (as the image processor returns them) are accepted when they are the
+        model's own: the graph was exported for the config's bands and cannot place others.
         """
+        for name, given in (("band_wavelengths", band_wavelengths), ("band_bandwidths", band_bandwidths)):
+            expected = getattr(self.config, name, None)
+            if given is None or expected is None:
+                continue
+            given = np.asarray(_to_numpy(given), dtype=np.float64).reshape(-1, len(expected))
+            if not np.allclose(given, np.asarray(expected, dtype=np.float64)[None], atol=1e-3):
+                raise ValueError(
+                    f"This ONNX graph was exported for {name} {list(expected)}; it cannot place other bands. Export "
+                    "a model for these bands, or run the PyTorch model (which places bands by wavelength)."
+                )
         pixels = _to_numpy(pixel_values)
         if pixels.ndim != 4:
             raise ValueError(f"pixel_values must have shape (batch, bands, height, width), got {pixels.shape}.")
