@@ -33,7 +33,8 @@ def test_spectral_masking_figure_skips_ratios_that_keep_no_group(tmp_path: Path)
 
 
 def test_figure_of_a_model_whose_last_spectral_group_is_padded(tmp_path: Path) -> None:
-    config = S2MAEConfig(**{**TINY, "band_names": [f"b{i}" for i in range(5)], "spectral_padding": "repeat"},
+    config = S2MAEConfig(**{**TINY, "band_names": [f"b{i}" for i in range(5)], "spectral_padding": "repeat",
+                            "patch_size": 4, "mask_ratio": 0.5},
                          band_wavelengths=[490.0, 560.0, 665.0, 842.0, 1610.0])  # fmt: skip
     model = S2MAEForPreTraining(config).eval()
     path = plot_reconstructions(model, torch.rand(5, 16, 16), tmp_path / "padded.png")
