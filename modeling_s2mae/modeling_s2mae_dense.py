@@ -28,7 +28,7 @@ from transformers.models.upernet.modeling_upernet import UperNetHead
 from transformers.utils import ModelOutput
 
 from .configuration_s2mae import S2MAEConfig
-from .modeling_s2mae import S2MAEModel, S2MAEPreTrainedModel
+from .modeling_s2mae import S2MAEModel, S2MAEPreTrainedModel, check_pixel_mask
 from .position_embeddings import WavelengthsLike
 
 DENSE_DEFAULTS: dict[str, Any] = {
@@ -472,6 +472,8 @@ class S2MAEForSemanticSegmentation(S2MAEDensePreTrainedModel):
         output_attentions, output_hidden_states, return_dict = self._resolve_output_flags(
             output_attentions, output_hidden_states, return_dict
         )
+        if pixel_mask is not None:
+            check_pixel_mask(pixel_mask, pixel_values)
         maps, outputs = _encode_maps(
             self.s2mae, self.feature_maps, pixel_values, interpolate_pos_encoding, output_attentions,
             band_wavelengths, band_bandwidths,
@@ -577,6 +579,9 @@ class S2MAEForChangeDetection(S2MAEDensePreTrainedModel):
                 f"The two dates must have the same shape (B, C, H, W): got {tuple(pixel_values.shape)} and {shape}. "
                 "Resample both onto one grid with the same bands."
             )
+        for mask, values in ((pixel_mask, pixel_values), (pixel_mask_2, pixel_values_2)):
+            if mask is not None:
+                check_pixel_mask(mask, values)
         batch_size = pixel_values.shape[0]
         # one pass of both dates through the shared encoder, each (2B, D, h, w)
         both, _ = _encode_maps(
