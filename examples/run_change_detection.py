@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import transformers
-from transformers import HfArgumentParser, TrainingArguments, set_seed
+from transformers import HfArgumentParser, TrainingArguments
 
 from modeling_s2mae.data.builders import load_record
 from modeling_s2mae.data.change_detection import ChangeDetectionTransform, change_triples, oscd_records
@@ -38,6 +37,7 @@ from modeling_s2mae.training import (
     check_training_arguments,
     find_resume_checkpoint,
     new_or_pretrained,
+    start_run,
     write_text_safely,
 )
 
@@ -111,9 +111,7 @@ def load_model(model_args: ModelArguments, image_size: int) -> S2MAEForChangeDet
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     model_args, data_args, training_args = parse_arguments(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    transformers.utils.logging.set_verbosity_warning()
-    set_seed(training_args.seed)
+    start_run(training_args)
     train, evaluation = build_records(data_args, training_args.seed)
     if not train:
         raise ValueError("No training tiles: check the data folders and --tile_size.")

@@ -34,8 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import transformers
-from transformers import HfArgumentParser, TrainingArguments, set_seed
+from transformers import HfArgumentParser, TrainingArguments
 
 from modeling_s2mae import S2MAEConfig, S2MAEForImageClassification
 from modeling_s2mae.data import MULTI_LABEL, collate_pixels
@@ -60,6 +59,7 @@ from modeling_s2mae.training import (
     freeze_encoder,
     label_settings,
     record_run_settings,
+    start_run,
     write_text_safely,
 )
 
@@ -170,13 +170,7 @@ def load_model(model_args: ModelArguments, config: S2MAEConfig, labels: dict[str
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     model_args, data_args, training_args = parse_arguments(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        level=logging.INFO if training_args.should_log else logging.WARNING,
-        handlers=[logging.StreamHandler(sys.stdout)],
-    )
-    transformers.utils.logging.set_verbosity_warning()
-    set_seed(training_args.seed)
+    start_run(training_args)
 
     config = model_config(model_args)
     if model_args.image_size is not None:

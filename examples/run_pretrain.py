@@ -32,8 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import transformers
-from transformers import HfArgumentParser, TrainingArguments, set_seed
+from transformers import HfArgumentParser, TrainingArguments
 
 from modeling_s2mae import S2MAEForPreTraining
 from modeling_s2mae.data import PixelCollator, SampleDataset, SampleTransform
@@ -60,6 +59,7 @@ from modeling_s2mae.training import (
     check_resume_compatible,
     check_training_arguments,
     find_resume_checkpoint,
+    start_run,
     write_text_safely,
 )
 from modeling_s2mae.visualization import plot_reconstructions
@@ -243,13 +243,7 @@ def write_outputs(trainer, processor, data, metrics: dict, model_args, data_args
 
 def main(argv: list[str] | None = None) -> dict:
     model_args, data_args, training_args, sample_run = parse_arguments(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        level=logging.INFO if training_args.should_log else logging.WARNING,
-        handlers=[logging.StreamHandler(sys.stdout)],
-    )
-    transformers.utils.logging.set_verbosity_warning()
-    set_seed(training_args.seed)
+    start_run(training_args)
 
     local = bool(data_args.train_dir or data_args.scene_paths)
     records = None

@@ -25,8 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import transformers
-from transformers import HfArgumentParser, TrainingArguments, set_seed
+from transformers import HfArgumentParser, TrainingArguments
 
 from modeling_s2mae import S2MAEConfig
 from modeling_s2mae.data.builders import load_record
@@ -50,6 +49,7 @@ from modeling_s2mae.training import (
     check_training_arguments,
     find_resume_checkpoint,
     new_or_pretrained,
+    start_run,
     write_text_safely,
 )
 
@@ -177,9 +177,7 @@ def load_model(model_args: ModelArguments, image_size: int, names: list[str]) ->
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     model_args, data_args, training_args = parse_arguments(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    transformers.utils.logging.set_verbosity_warning()
-    set_seed(training_args.seed)
+    start_run(training_args)
     train, evaluation, class_values, names = build_data(data_args, training_args.seed)
     image_size = model_args.image_size or data_args.tile_size
     model = load_model(model_args, image_size, names)

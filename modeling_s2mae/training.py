@@ -423,6 +423,23 @@ def new_or_pretrained(
     return model
 
 
+def start_run(training_args: Any) -> None:
+    """What every training script does first: log to stdout (INFO on the main process), quiet Transformers' own
+    warnings-level chatter, and seed every generator from `training_args.seed`."""
+    import sys
+
+    import transformers
+    from transformers import set_seed
+
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.INFO if training_args.should_log else logging.WARNING,
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    transformers.utils.logging.set_verbosity_warning()
+    set_seed(training_args.seed)
+
+
 __all__ = [
     "ARCHITECTURE_FIELDS",
     "SAMPLE_PRESET",
@@ -438,6 +455,7 @@ __all__ = [
     "freeze_encoder",
     "load_image_processor",
     "saved_processor_settings",
+    "start_run",
     "write_text_safely",
     "label_settings",
     "new_or_pretrained",
