@@ -213,6 +213,17 @@ class S2MAETrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.layer_decay = layer_decay
 
+    def _issue_warnings_after_load(self, load_result: Any) -> None:
+        """A resumed checkpoint that lacks trained tensors is an error, not a silent random init of them."""
+        ignored = set(self.model._keys_to_ignore_on_save or [])
+        missing = [key for key in load_result.missing_keys if key not in ignored]
+        if missing:
+            raise ValueError(
+                f"The checkpoint being resumed lacks {len(missing)} trained tensor(s) (e.g. {missing[:5]}): it is "
+                "incomplete or holds another model. Move it aside and start again, or use another --output_dir."
+            )
+        super()._issue_warnings_after_load(load_result)
+
     def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
         if self.optimizer is not None:
             return self.optimizer

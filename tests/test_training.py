@@ -95,3 +95,18 @@ def test_run_settings_must_repeat_on_resume(tmp_path: Path) -> None:
     record_run_settings(tmp_path, {"layer_decay": 0.5}, resuming=True)
     with pytest.raises(ValueError, match="--layer_decay 0.5"):
         record_run_settings(tmp_path, {"layer_decay": None}, resuming=True)
+
+
+def test_resuming_a_checkpoint_with_a_missing_tensor_is_an_error(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from transformers import TrainingArguments
+
+    from modeling_s2mae.training import S2MAETrainer
+
+    model = S2MAEForImageClassification(S2MAEConfig(**TINY_MODEL, image_size=32))
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
+    trainer = S2MAETrainer(model=model, args=args)
+    trainer._issue_warnings_after_load(SimpleNamespace(missing_keys=[], unexpected_keys=[]))
+    with pytest.raises(ValueError, match="lacks 1 trained tensor"):
+        trainer._issue_warnings_after_load(SimpleNamespace(missing_keys=["classifier.weight"], unexpected_keys=[]))
