@@ -170,6 +170,16 @@ def main() -> None:
     runs["wavelength (S2 -> Landsat by wavelength)"] = compare_representations(
         wavelength_model, train, test, random_init_seeds=args.seeds, k=args.k, device="cpu"
     )
+    # control: the same model told the wrong wavelengths (those of Sentinel-2 B02 B03 B04, blue-green-red)
+    wrong = get_sensor("sentinel2a")
+    wrong_bands = {
+        "band_wavelengths": torch.tensor(wrong.wavelengths(["B02", "B03", "B04"])).expand(len(test["labels"]), -1),
+        "band_bandwidths": torch.tensor(wrong.bandwidths(["B02", "B03", "B04"])).expand(len(test["labels"]), -1),
+    }
+    wrong_train = {**train, **{key: value[:1].expand(len(train["labels"]), -1) for key, value in wrong_bands.items()}}
+    runs["wavelength, told wrong wavelengths (S2 B02 B03 B04)"] = compare_representations(
+        wavelength_model, wrong_train, {**test, **wrong_bands}, random_init_seeds=[], k=args.k, device="cpu"
+    )
     separable_model = S2MAEModel.from_pretrained(args.separable_model)
     no_wavelengths = [{key: v for key, v in part.items() if not key.startswith("band_")} for part in (train, test)]
     runs["separable (index interpolation 6 -> 3)"] = compare_representations(
