@@ -51,8 +51,10 @@ cross-validation on the training set."""
 
 ProbeInputs = Mapping[str, torch.Tensor] | Iterable[Mapping[str, Any]]
 """Labelled model inputs: a mapping of stacked tensors {"pixel_values": (N, C, H, W), "pixel_mask": (N, H, W)
-(optional), "labels": (N,) class ids}, or an iterable of per-sample dicts with the same keys without the batch axis
-(e.g. a `SampleDataset` with a `SampleTransform(..., with_labels=True)`, or a dataset made by `to_model_inputs`)."""
+(optional), "labels": (N,) class ids, "band_wavelengths" / "band_bandwidths": (N, C) or (C,) in nm (optional)}, or an
+iterable of per-sample dicts with the same keys without the batch axis (e.g. a `SampleDataset` with a
+`SampleTransform(..., with_labels=True)`, or a dataset made by `to_model_inputs`). With band wavelengths, a
+wavelength model (`position_embedding_type="wavelength"`) places the bands by wavelength."""
 
 
 # ---- features ----------------------------------------------------------------------------------------------------
@@ -112,6 +114,9 @@ def encode_batch(
     *,
     layer: int = -1,
     pooling: Pooling = "mean",
+    band_wavelengths: torch.Tensor | None = None,
+    band_bandwidths: torch.Tensor | None = None,
+    interpolate_pos_encoding: bool = False,
 ) -> torch.Tensor:
     """One feature vector per sample of a batch, from a frozen encoder (call it inside `frozen(encoder)`).
 
@@ -119,6 +124,10 @@ def encode_batch(
         encoder: An `S2MAEModel` (see `encoder_of`).
         pixel_values: (B, C, H, W) model inputs.
         pixel_mask: (B, H, W), 1 for valid pixels; tokens are weighted by their valid fraction. None: all valid.
+        band_wavelengths, band_bandwidths: (B, C) or (C,) centre wavelengths / bandwidths in nm of the input's bands,
+            passed to the encoder (a wavelength model places the bands by them); None: the config's bands.
+        interpolate_pos_encoding: Passed to the encoder: another image size, or another band count placed by
+            interpolating the position tables over indices.
         layer: Which hidden state: 0 the embeddings, i the output of block i, negative counts from the end. The last
             block (-1) is the encoder output `last_hidden_state` (after the final LayerNorm when the config has one);
             the others are the raw block outputs of `output_hidden_states`.
@@ -146,12 +155,24 @@ def encode_batch(
     device = encoder.device
     pixel_values = pixel_values.to(device)
     pixel_mask = pixel_mask.to(device) if pixel_mask is not None else None
-    outputs = encoder(pixel_values, pixel_mask=pixel_mask, output_hidden_states=index is not None, return_dict=True)
+    bands = {
+        key: value.to(device) if isinstance(value, torch.Tensor) else value
+        for key, value in (("band_wavelengths", band_wavelengths), ("band_bandwidths", band_bandwidths))
+        if value is not None
+    }
+    outputs = encoder(
+        pixel_values,
+        pixel_mask=pixel_mask,
+        output_hidden_states=index is not None,
+        return_dict=True,
+        interpolate_pos_encoding=interpolate_pos_encoding,
+        **bands,
+    )
     if pooling == "pooler":
         return outputs.pooler_output.float()
     tokens = (outputs.last_hidden_state if index is None else outputs.hidden_states[index]).float()  # (B, L, D)
     batch_size, num_tokens, width = tokens.shape
-    num_groups = pixel_values.shape[1] // config.spectral_patch_size
+    num_groups = -(-pixel_values.shape[1] // config.spectral_patch_size)  # ceil: spectral_padding="repeat" pads
     if pixel_mask is None:
         weights = tokens.new_ones(batch_size, num_tokens)
     else:
@@ -197,8 +218,15 @@ def raw_band_statistics(pixel_values: torch.Tensor, pixel_mask: torch.Tensor | N
     return torch.cat([mean, variance.sqrt()], dim=1).float()
 
 
+INPUT_KEYS: tuple[str, ...] = ("pixel_values", "pixel_mask", "labels", "band_wavelengths", "band_bandwidths")
+"""Keys of `ProbeInputs` that probes read; `band_wavelengths` / `band_bandwidths` (nm, (N, C) stacked or (C,) per
+sample) let a wavelength model place the bands by wavelength (see `S2MAEModel.forward`)."""
+
+_BAND_KEYS: tuple[str, ...] = ("band_wavelengths", "band_bandwidths")
+
+
 def _as_batch(item: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    return {key: torch.as_tensor(item[key]) for key in ("pixel_values", "pixel_mask", "labels") if key in item}
+    return {key: torch.as_tensor(item[key]) for key in INPUT_KEYS if key in item and item[key] is not None}
 
 
 def iter_batches(inputs: ProbeInputs, batch_size: int = 64) -> Iterator[dict[str, torch.Tensor]]:
@@ -210,6 +238,9 @@ def iter_batches(inputs: ProbeInputs, batch_size: int = 64) -> Iterator[dict[str
             raise ValueError(f"Probe inputs need 'pixel_values' (N, C, H, W); got keys {sorted(inputs)}.")
         stacked = _as_batch(inputs)
         total = stacked["pixel_values"].shape[0]
+        for key in _BAND_KEYS:  # one band set for all samples: (C,) -> (N, C)
+            if key in stacked and stacked[key].ndim == 1:
+                stacked[key] = stacked[key].expand(total, -1)
         for key, value in stacked.items():
             if value.shape[0] != total:
                 raise ValueError(f"'{key}' has {value.shape[0]} samples but 'pixel_values' has {total}.")
@@ -246,14 +277,16 @@ def extract_features(
     layer: int = -1,
     pooling: Pooling = "mean",
     batch_size: int = 64,
+    interpolate_pos_encoding: bool = False,
 ) -> torch.Tensor:
     """Features of a frozen S2MAE encoder; no masking. The model's train / eval flags are restored afterwards.
 
     Args:
         model: An `S2MAEModel`, `S2MAEForPreTraining` or `S2MAEForImageClassification` (its `s2mae` encoder is used).
-        batches: Batches {"pixel_values": (B, C, H, W), "pixel_mask": (B, H, W) (optional)}, or one mapping of
-            stacked tensors (cut into `batch_size` batches). Other keys are ignored.
-        layer, pooling: See `encode_batch`.
+        batches: Batches {"pixel_values": (B, C, H, W), "pixel_mask": (B, H, W) (optional), "band_wavelengths" /
+            "band_bandwidths": (B, C) nm (optional)}, or one mapping of stacked tensors (cut into `batch_size`
+            batches; there the band keys may also be (C,), one band set for all). Other keys are ignored.
+        layer, pooling, interpolate_pos_encoding: See `encode_batch`.
         batch_size: Only for a mapping of stacked tensors.
 
     Returns:
@@ -267,7 +300,13 @@ def extract_features(
         for batch in batches:
             features.append(
                 encode_batch(
-                    encoder, batch["pixel_values"], batch.get("pixel_mask"), layer=layer, pooling=pooling
+                    encoder,
+                    batch["pixel_values"],
+                    batch.get("pixel_mask"),
+                    layer=layer,
+                    pooling=pooling,
+                    interpolate_pos_encoding=interpolate_pos_encoding,
+                    **{key: batch[key] for key in _BAND_KEYS if batch.get(key) is not None},
                 ).cpu()
             )
     if not features:
@@ -736,7 +775,12 @@ def _labels_of(batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
 
 
 def _all_features(
-    encoders: Mapping[str, S2MAEModel], inputs: ProbeInputs, layer: int, pooling: Pooling, batch_size: int
+    encoders: Mapping[str, S2MAEModel],
+    inputs: ProbeInputs,
+    layer: int,
+    pooling: Pooling,
+    batch_size: int,
+    interpolate_pos_encoding: bool = False,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """One pass over the inputs: features of every encoder and the raw band statistics; and the labels."""
     features: dict[str, list[torch.Tensor]] = {name: [] for name in (*encoders, RAW_STATISTICS)}
@@ -744,9 +788,18 @@ def _all_features(
     for batch in iter_batches(inputs, batch_size):
         labels.append(_labels_of(batch))
         mask = batch.get("pixel_mask")
+        bands = {key: batch[key] for key in _BAND_KEYS if batch.get(key) is not None}
         for name, encoder in encoders.items():
             features[name].append(
-                encode_batch(encoder, batch["pixel_values"], mask, layer=layer, pooling=pooling).cpu()
+                encode_batch(
+                    encoder,
+                    batch["pixel_values"],
+                    mask,
+                    layer=layer,
+                    pooling=pooling,
+                    interpolate_pos_encoding=interpolate_pos_encoding,
+                    **bands,
+                ).cpu()
             )
         features[RAW_STATISTICS].append(raw_band_statistics(batch["pixel_values"], mask))
     if not labels:
@@ -768,6 +821,7 @@ def compare_representations(
     l2: float | None = None,
     batch_size: int = 64,
     device: str | torch.device | None = None,
+    interpolate_pos_encoding: bool = False,
 ) -> ProbeReport:
     """Probe the pretrained encoder, random-init copies of it and the raw band statistics on the same split.
 
@@ -785,6 +839,7 @@ def compare_representations(
         batch_size: Samples per forward pass.
         device: Where the encoders run (a given model is moved there, in place); default: the model's device, or
             CUDA when available for a path.
+        interpolate_pos_encoding: See `encode_batch` (band wavelengths in the inputs are always passed on).
 
     Returns:
         A `ProbeReport` (print it for the table; `write_json` for the numbers).
@@ -807,8 +862,9 @@ def compare_representations(
     with frozen(encoder):
         for seed in seeds:
             encoders[f"{RANDOM_INIT}/{seed}"].eval()
-        train_features, train_y = _all_features(encoders, train_inputs, layer, pooling, batch_size)
-        test_features, test_y = _all_features(encoders, test_inputs, layer, pooling, batch_size)
+        options = {"interpolate_pos_encoding": interpolate_pos_encoding}
+        train_features, train_y = _all_features(encoders, train_inputs, layer, pooling, batch_size, **options)
+        test_features, test_y = _all_features(encoders, test_inputs, layer, pooling, batch_size, **options)
 
     classes, counts = torch.unique(train_y, return_counts=True)
     settings = {
@@ -817,6 +873,7 @@ def compare_representations(
         "pooling": pooling,
         "k": k,
         "knn_weighting": knn_weighting,
+        "interpolate_pos_encoding": interpolate_pos_encoding,
         "random_init_seeds": seeds,
         "num_train": len(train_y),
         "num_test": len(test_y),
@@ -940,6 +997,7 @@ class ProbeCallback(TrainerCallback):
 
 __all__ = [
     "DEFAULT_L2_GRID",
+    "INPUT_KEYS",
     "KNN_WEIGHTINGS",
     "METRICS",
     "POOLINGS",

@@ -20,6 +20,7 @@ from modeling_s2mae.probing import (
     classification_metrics,
     compare_representations,
     extract_features,
+    iter_batches,
     knn_probe,
     linear_probe,
     random_init_encoder,
@@ -417,3 +418,57 @@ def test_probe_script_on_a_hub_format_dataset(checkpoint: Path, sample_data: Pat
     )  # fmt: skip
     assert result["settings"]["num_train"] == 4 and result["settings"]["num_test"] == 2
     assert result["settings"]["test_class_counts"] == {"0": 1, "1": 1}
+
+
+# ---- band wavelengths --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:Bands at")  # shifted wavelengths partly beyond the model's range
+def test_probe_features_place_bands_by_wavelength():
+    """Probes pass the inputs' band wavelengths to a wavelength model: the right wavelengths give the features of
+    the model's own bands, shifted wavelengths other features, and a stacked (C,) set equals per-sample (N, C)."""
+    torch.manual_seed(0)
+    config = tiny_config(position_embedding_type="wavelength")
+    model = S2MAEModel(config)
+    inputs = pixel_inputs(config, 4)
+    native = extract_features(model, inputs)
+    wavelengths = torch.tensor(config.band_wavelengths, dtype=torch.float32)
+    bandwidths = torch.tensor(config.band_bandwidths, dtype=torch.float32)
+    right = extract_features(model, {**inputs, "band_wavelengths": wavelengths, "band_bandwidths": bandwidths})
+    torch.testing.assert_close(right, native, atol=1e-4, rtol=1e-3)  # float32 vs float64 wavelength encodings
+    shifted = extract_features(
+        model, {**inputs, "band_wavelengths": wavelengths[None].expand(4, -1) + 300.0, "band_bandwidths": bandwidths}
+    )
+    assert (shifted - native).abs().max() > 1e-3
+    per_sample = [
+        {key: value[i] for key, value in inputs.items()}
+        | {"band_wavelengths": wavelengths + 300.0, "band_bandwidths": bandwidths}
+        for i in range(4)
+    ]
+    torch.testing.assert_close(extract_features(model, iter_batches(per_sample, batch_size=3)), shifted)
+    # the same wavelengths reach compare_representations (the pretrained row) and its random-init encoders
+    report = compare_representations(
+        model,
+        {**inputs, "band_wavelengths": wavelengths + 300.0},
+        {**inputs, "band_wavelengths": wavelengths + 300.0},
+        random_init_seeds=(0,),
+        k=1,
+        linear=False,
+    )
+    assert report.score("pretrained", "knn").runs[0].accuracy == 1.0
+
+
+def test_probe_features_of_fewer_bands_by_wavelength():
+    """A 6-band wavelength model probed on 3 bands given by wavelength (with spectral padding), e.g. Landsat."""
+    config = tiny_config(position_embedding_type="wavelength", spectral_padding="repeat")
+    model = S2MAEModel(config)
+    inputs = pixel_inputs(config, 3)
+    three = {**inputs, "pixel_values": inputs["pixel_values"][:, [2, 3, 4]]}
+    with pytest.raises(ValueError, match="band_wavelengths"):
+        extract_features(model, three)
+    features = extract_features(model, {**three, "band_wavelengths": torch.tensor([660.0, 840.0, 1650.0])})
+    assert features.shape == (3, config.hidden_size) and torch.isfinite(features).all()
+    spectral = extract_features(
+        model, {**three, "band_wavelengths": torch.tensor([660.0, 840.0, 1650.0])}, pooling="mean_spectral"
+    )
+    assert spectral.shape == (3, 1 * config.hidden_size)
