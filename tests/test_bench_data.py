@@ -35,7 +35,6 @@ def test_scene_tile_floor_reads_the_tile_window_in_each_file(sample_data: Path) 
 
 
 def test_parquet_floor_and_loader(tmp_path: Path, processor: S2MAEImageProcessor) -> None:
-    pytest.importorskip("modeling_s2mae.data.hub_format")
     records = next(iter(bench_data.sample_sources(tile_size=64).values()))  # EuroSAT: a RecordSet with classes
     folder = bench_data.write_parquet(records, tmp_path / "hub", num_shards=2)
     assert bench_data.measure_parquet_read(folder, samples=1).samples == len(records)

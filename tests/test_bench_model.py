@@ -114,8 +114,6 @@ def test_onnx_mode_is_refused_outside_float32_cpu_inference(bench_model):
     ("task", "mode"), [("inference", "onnx"), ("inference", "compiled"), ("pretraining", "compiled")]
 )
 def test_onnx_and_compiled_modes_run(bench_model, task, mode):
-    if mode == "onnx":
-        pytest.importorskip("onnxruntime")
     result = bench_model.measure(task, tiny_config(), batch_size=2, warmup=0, rounds=1, mode=mode, memory=False)
     assert result.mode == mode and result.s2mae_samples_per_s > 0 and result.videomae_samples_per_s > 0
 

@@ -308,11 +308,18 @@ def test_dataloader_with_two_spawned_workers(release):
     assert _dataloader_ids(dataset, "spawn") == dataset.patch_ids
 
 
-@pytest.mark.skipif("S2MAE_BENV2_DIR" not in os.environ, reason="set S2MAE_BENV2_DIR to a real BENv2 folder")
-def test_real_release():
-    root = Path(os.environ["S2MAE_BENV2_DIR"])
-    table = pq.read_table(root / "metadata.parquet").to_pylist()
-    dataset = BigEarthNetV2(root / "BigEarthNet-V2-LMDB", root / "metadata.parquet", split=None)
+def test_real_release(sample_data):
+    """Two real BigEarthNet v2 patches (values copied byte for byte from configilm's test subset of the release) or,
+    with S2MAE_BENV2_DIR set, the first 200 patches of a full release folder."""
+    if "S2MAE_BENV2_DIR" in os.environ:
+        root = Path(os.environ["S2MAE_BENV2_DIR"])
+        metadata = root / "metadata.parquet"
+    else:
+        root = sample_data / "bigearthnet_v2"
+        metadata = root / "release_subset_metadata.parquet"
+    table = pq.read_table(metadata).to_pylist()
+    dataset = BigEarthNetV2(root / "BigEarthNet-V2-LMDB", metadata, split=None)
+    assert len(dataset) == len(table)
     for index, row in enumerate(table[:200]):
         sample = dataset[index]
         stored = dataset.read_bands(row["patch_id"])

@@ -90,8 +90,6 @@ def test_masking_by_one_sort_matches_the_double_argsort():
 @pytest.fixture(scope="module")
 def onnx_files(tmp_path_factory):
     """Every model class exported once (the export itself checks ONNX Runtime against PyTorch at 1e-4)."""
-    pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnxscript")
     folder = tmp_path_factory.mktemp("onnx")
     exported = {}
     for model_class in MODEL_CLASSES:
@@ -143,7 +141,6 @@ def test_onnx_runtime_model_rejects_wrong_inputs(onnx_files):
 
 @pytest.mark.slow
 def test_onnx_export_fails_when_parity_is_not_met(tmp_path):
-    pytest.importorskip("onnxruntime")
     model = build(S2MAEForImageClassification)
     with pytest.raises(ValueError, match="differs from PyTorch by up to"):
         export_onnx(model, tmp_path / "model.onnx", atol=0.0)  # float32 kernels differ by ~1e-7
@@ -151,7 +148,6 @@ def test_onnx_export_fails_when_parity_is_not_met(tmp_path):
 
 @pytest.mark.slow
 def test_export_script_writes_onnx_config_and_processor(tmp_path):
-    pytest.importorskip("onnxruntime")
     import importlib.util
     from pathlib import Path
 

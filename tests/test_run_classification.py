@@ -140,8 +140,7 @@ def test_checkpoint_at_another_image_size_is_resized(tmp_path: Path, sample_data
 
 
 def test_hub_format_dataset(tmp_path: Path, sample_data: Path) -> None:
-    hub_format = pytest.importorskip("modeling_s2mae.data.hub_format")
-    from modeling_s2mae.data import eurosat_folder
+    from modeling_s2mae.data import eurosat_folder, hub_format
 
     found = eurosat_folder(sample_data / "eurosat_ms")
     splits = {"train": [found[i] for i in (0, 1, 3, 4)], "validation": [found[i] for i in (2, 5)]}

@@ -23,7 +23,7 @@ from modeling_s2mae.data.raster import (
 from modeling_s2mae.sensors import SENTINEL2, get_sensor
 from tests.model_tester import tiny_config
 
-LANDSAT_OLINDA = Path("/work/shared/data/landsat_samples/L7_ETMs_olinda.tif")
+LANDSAT_OLINDA = Path(__file__).resolve().parent.parent / "sample_data" / "landsat" / "L7_ETMs_olinda_crop96.tif"
 
 # The exact syntax of real ENVI headers (AVIRIS / ENVI-written): multi-line braces, "wavelength units", fwhm.
 ENVI_MICROMETRES = """ENVI
@@ -159,7 +159,6 @@ def test_wavelengths_survive_the_hub_row_format():
         RasterSample(**{**sample.__dict__, "band_wavelengths": [1.0]})
 
 
-@pytest.mark.skipif(not LANDSAT_OLINDA.exists(), reason="needs the shared Landsat samples")
 def test_real_landsat_through_processor_into_an_s2_model_by_wavelength():
     """Real Landsat-7 ETM+ bands (no wavelength metadata in the file: the registry gives them by sensor) run
     through the processor into a 12-band Sentinel-2 wavelength model."""
