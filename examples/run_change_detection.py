@@ -33,11 +33,11 @@ from modeling_s2mae.model_card import training_summary, write_model_card
 from modeling_s2mae.modeling_s2mae_dense import S2MAEForChangeDetection
 from modeling_s2mae.training import (
     S2MAETrainer,
-    check_finite_loss,
     check_training_arguments,
     find_resume_checkpoint,
     new_or_pretrained,
     start_run,
+    train_and_evaluate,
     write_text_safely,
 )
 
@@ -131,12 +131,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         compute_metrics=metrics_fn, preprocess_logits_for_metrics=argmax_logits,
     )  # fmt: skip
     resume = training_args.resume_from_checkpoint or find_resume_checkpoint(training_args.output_dir)
-    metrics: dict[str, Any] = dict(trainer.train(resume_from_checkpoint=resume).metrics)
-    metrics["train_steps"] = trainer.state.global_step
+    metrics = train_and_evaluate(trainer, resume)
     metrics["num_train_tiles"], metrics["num_eval_tiles"] = len(train), len(evaluation)
-    if evaluation_set is not None:
-        metrics.update(trainer.evaluate())
-        check_finite_loss(metrics)
     trainer.save_model()
     if trainer.is_world_process_zero():
         output_dir = Path(training_args.output_dir)

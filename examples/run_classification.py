@@ -52,7 +52,6 @@ from modeling_s2mae.training import (
     SkippedSamplesCallback,
     build_config,
     check_checkpoint_labels,
-    check_finite_loss,
     check_model_name_or_path,
     check_training_arguments,
     find_resume_checkpoint,
@@ -60,6 +59,7 @@ from modeling_s2mae.training import (
     label_settings,
     record_run_settings,
     start_run,
+    train_and_evaluate,
     write_text_safely,
 )
 
@@ -212,12 +212,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         callbacks=[skipped],
         layer_decay=model_args.layer_decay,
     )
-    metrics: dict[str, Any] = dict(trainer.train(resume_from_checkpoint=resume).metrics)
-    metrics["train_steps"] = trainer.state.global_step
+    metrics = train_and_evaluate(trainer, resume)
     absent: list[str] = []
     if data.evaluation is not None:
-        metrics.update(trainer.evaluate())
-        check_finite_loss(metrics)
         if multi_label:
             metrics["eval_per_class_ap"] = compute_metrics.per_class
             metrics["eval_classes_without_positives"] = absent = compute_metrics.classes_without_positives

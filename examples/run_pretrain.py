@@ -54,12 +54,12 @@ from modeling_s2mae.training import (
     S2MAETrainer,
     SkippedSamplesCallback,
     build_config,
-    check_finite_loss,
     check_model_name_or_path,
     check_resume_compatible,
     check_training_arguments,
     find_resume_checkpoint,
     start_run,
+    train_and_evaluate,
     write_text_safely,
 )
 from modeling_s2mae.visualization import plot_reconstructions
@@ -294,11 +294,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     if probe is not None:
         probe.attach(trainer)
-    metrics = dict(trainer.train(resume_from_checkpoint=resume).metrics)
-    metrics["train_steps"] = trainer.state.global_step
-    if data.evaluation is not None:
-        metrics.update(trainer.evaluate())
-        check_finite_loss(metrics)
+    metrics = train_and_evaluate(trainer, resume)
     metrics.update(skipped.counts())
     trainer.log_metrics("all", metrics)
     print(f"Skipped {metrics['skipped_samples']} sample(s) and redrew {metrics['redrawn_crops']} crop(s) with too few "

@@ -343,6 +343,23 @@ def check_finite_loss(metrics: Mapping[str, Any], key: str = "eval_loss") -> Non
         raise RuntimeError(f"{key} is {value}: the run diverged; lower --learning_rate or check the input scaling.")
 
 
+def train_and_evaluate(trainer: Trainer, resume: str | None) -> dict[str, Any]:
+    """Train (resuming from `resume` when given), then evaluate when the trainer has an evaluation set.
+
+    Returns:
+        Trainer's training metrics, `train_steps`, and the `eval_*` metrics.
+
+    Raises:
+        RuntimeError: the evaluation loss is not finite (the run diverged).
+    """
+    metrics: dict[str, Any] = dict(trainer.train(resume_from_checkpoint=resume).metrics)
+    metrics["train_steps"] = trainer.state.global_step
+    if trainer.eval_dataset is not None:
+        metrics.update(trainer.evaluate())
+        check_finite_loss(metrics)
+    return metrics
+
+
 class SkippedSamplesCallback(TrainerCallback):
     """Adds the counts of samples and crops that nodata-robust sampling skipped to every log line."""
 
@@ -467,6 +484,7 @@ __all__ = [
     "load_image_processor",
     "saved_processor_settings",
     "start_run",
+    "train_and_evaluate",
     "write_text_safely",
     "label_settings",
     "new_or_pretrained",

@@ -22,6 +22,7 @@ import torch
 from rasterio.windows import Window
 
 from .builders import RecordSet, scene_tiles
+from .labelled_rasters import grids_differ
 from .raster import PathLike, RasterSource, expand_source, raster_info
 from .segmentation import IGNORE_INDEX, DenseTransform, check_label_grid
 
@@ -42,14 +43,7 @@ def check_same_dates_grid(before: RasterSource, after: RasterSource) -> None:
             f"The two dates hold different bands: {first.band_names} ({first.source[0]}) vs {second.band_names} "
             f"({second.source[0]}); change detection needs the same bands on both dates."
         )
-    problems = []
-    if (first.height, first.width) != (second.height, second.width):
-        problems.append(f"size {first.height} x {first.width} vs {second.height} x {second.width}")
-    if first.crs != second.crs:
-        problems.append(f"CRS {first.crs} vs {second.crs}")
-    tolerance = 1e-6 * max(abs(first.transform.a), abs(first.transform.e))
-    if not first.transform.almost_equals(second.transform, precision=tolerance):
-        problems.append(f"transform {tuple(first.transform)[:6]} vs {tuple(second.transform)[:6]}")
+    problems = grids_differ(first, second, "the first date's")
     if problems:
         raise ValueError(
             f"The two dates {first.source[0]} and {second.source[0]} are not on one grid ({'; '.join(problems)}): "

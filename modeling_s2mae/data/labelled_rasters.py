@@ -44,16 +44,19 @@ def load_class_names(path: PathLike) -> dict[int, str]:
     return names
 
 
-def _grids_differ(scene: Any, labels: rasterio.io.DatasetReader) -> list[str]:
-    """What differs between the scene's common grid and the label raster's grid (empty when they agree)."""
+def grids_differ(reference: Any, other: Any, reference_name: str = "the scene's") -> list[str]:
+    """What differs between two grids (objects with height, width, crs, transform: a `RasterInfo`, a rasterio
+    dataset), each difference phrased against `reference_name`; empty when they agree."""
     problems = []
-    if (labels.height, labels.width) != (scene.height, scene.width):
-        problems.append(f"size {labels.height} x {labels.width} px vs the scene's {scene.height} x {scene.width}")
-    if scene.crs != labels.crs:
-        problems.append(f"CRS {labels.crs} vs the scene's {scene.crs}")
-    tolerance = 1e-6 * max(abs(scene.transform.a), abs(scene.transform.e))
-    if not labels.transform.almost_equals(scene.transform, precision=tolerance):
-        problems.append(f"transform {tuple(labels.transform)[:6]} vs the scene's {tuple(scene.transform)[:6]}")
+    if (other.height, other.width) != (reference.height, reference.width):
+        problems.append(
+            f"size {other.height} x {other.width} px vs {reference_name} {reference.height} x {reference.width}"
+        )
+    if reference.crs != other.crs:
+        problems.append(f"CRS {other.crs} vs {reference_name} {reference.crs}")
+    tolerance = 1e-6 * max(abs(reference.transform.a), abs(reference.transform.e))
+    if not other.transform.almost_equals(reference.transform, precision=tolerance):
+        problems.append(f"transform {tuple(other.transform)[:6]} vs {reference_name} {tuple(reference.transform)[:6]}")
     return problems
 
 
@@ -130,7 +133,7 @@ def labelled_raster_tiles(
     except RasterioError as error:
         raise RasterReadError(f"{label_raster}: not a readable raster ({error}).") from error
     with labels:
-        problems = _grids_differ(scene, labels)
+        problems = grids_differ(scene, labels)
         if problems:
             raise ValueError(
                 f"The label raster {label_raster} is not on the grid of the scene {scene.source[0]} "
@@ -306,4 +309,4 @@ def probe_records(
     return spatial_split(records, test_fraction, seed, block_size=block_size)
 
 
-__all__ = ["labelled_raster_tiles", "load_class_names", "probe_records", "spatial_split"]
+__all__ = ["grids_differ", "labelled_raster_tiles", "load_class_names", "probe_records", "spatial_split"]

@@ -21,7 +21,7 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from .builders import RecordSet, load_record, scene_tiles
-from .labelled_rasters import _grids_differ, _window_hint
+from .labelled_rasters import _window_hint, grids_differ
 from .raster import RASTER_SUFFIXES, PathLike, RasterNotFoundError, RasterReadError, RasterSource, raster_info
 from .transforms import valid_pixel_mask
 
@@ -86,7 +86,7 @@ def check_label_grid(
         raise RasterNotFoundError(f"{label_path}: no such label raster file.")
     try:
         with rasterio.open(label_path) as labels:
-            problems = _grids_differ(scene, labels)
+            problems = grids_differ(scene, labels)
             hint = _window_hint(scene, labels) if problems else ""
     except RasterioError as error:
         raise RasterReadError(f"{label_path}: not a readable raster ({error}).") from error
