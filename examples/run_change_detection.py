@@ -34,6 +34,7 @@ from modeling_s2mae.modeling_s2mae_dense import S2MAEForChangeDetection
 from modeling_s2mae.training import (
     S2MAETrainer,
     check_training_arguments,
+    end_run,
     find_resume_checkpoint,
     new_or_pretrained,
     start_run,
@@ -150,6 +151,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             task="change-detection", metrics=card_metrics or None,
         )  # fmt: skip
         print(f"Done: model, processor, metrics.json and model card in {output_dir}")
+    end_run()
     return metrics
 
 

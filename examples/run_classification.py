@@ -54,6 +54,7 @@ from modeling_s2mae.training import (
     check_checkpoint_labels,
     check_model_name_or_path,
     check_training_arguments,
+    end_run,
     find_resume_checkpoint,
     freeze_encoder,
     label_settings,
@@ -226,6 +227,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         write_text_safely(output_dir / "metrics.json", json.dumps(metrics, indent=2))
         write_card(trainer, processor, metrics, model_args, data_args, data, absent)
         print(f"Done: model, processor, metrics.json and model card in {output_dir}")
+    end_run()
     return metrics
 
 

@@ -57,6 +57,7 @@ from modeling_s2mae.training import (
     check_model_name_or_path,
     check_resume_compatible,
     check_training_arguments,
+    end_run,
     find_resume_checkpoint,
     start_run,
     train_and_evaluate,
@@ -302,6 +303,7 @@ def main(argv: list[str] | None = None) -> dict:
     write_outputs(trainer, processor, data, metrics, model_args, data_args, sample_run)
     if trainer.is_world_process_zero():
         print(f"Done: checkpoint, processor, model card and reconstructions in {training_args.output_dir}")
+    end_run()
     return metrics
 
 

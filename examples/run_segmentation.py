@@ -46,6 +46,7 @@ from modeling_s2mae.modeling_s2mae_dense import S2MAEForSemanticSegmentation
 from modeling_s2mae.training import (
     S2MAETrainer,
     check_training_arguments,
+    end_run,
     find_resume_checkpoint,
     new_or_pretrained,
     start_run,
@@ -220,6 +221,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             task="semantic-segmentation", metrics=card_metrics or None,
         )  # fmt: skip
         print(f"Done: model, processor, metrics.json and model card in {output_dir}")
+    end_run()
     return metrics
 
 

@@ -343,6 +343,14 @@ def check_finite_loss(metrics: Mapping[str, Any], key: str = "eval_loss") -> Non
         raise RuntimeError(f"{key} is {value}: the run diverged; lower --learning_rate or check the input scaling.")
 
 
+def end_run() -> None:
+    """Let every process finish, then close the process group: a gloo group left open at interpreter exit can abort
+    a rank ("terminate called without an active exception") after the run itself succeeded."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
 def train_and_evaluate(trainer: Trainer, resume: str | None) -> dict[str, Any]:
     """Train (resuming from `resume` when given), then evaluate when the trainer has an evaluation set.
 
@@ -478,6 +486,7 @@ __all__ = [
     "check_finite_loss",
     "check_model_name_or_path",
     "check_training_arguments",
+    "end_run",
     "check_resume_compatible",
     "find_resume_checkpoint",
     "freeze_encoder",
