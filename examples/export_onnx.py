@@ -2,8 +2,15 @@
 
 Writes to `--output_dir`: `model.onnx` (dynamic batch; weights over 1.8 GB in `model.onnx.data`), `config.json`,
 `preprocessor_config.json` (the checkpoint's image processor, or a default `S2MAEImageProcessor` for the config's
-bands when it has none) and `export_report.json` (inputs, outputs, largest difference from PyTorch per output).
+bands when it has none) and `export_report.json` (inputs, outputs, largest difference from PyTorch per output,
+whether H and W are dynamic and their range, the image sizes checked).
 The export fails when ONNX Runtime differs from PyTorch by more than `--atol` (1e-4) on a fresh batch.
+
+With `--dynamic_hw` (tasks encoder and classification) the graph also takes any height and width that are
+multiples of the patch size, up to `--max_image_size` (default 8 x the config's image size): it interpolates the
+position tables as the PyTorch model does with `interpolate_pos_encoding=True`. The check then runs at the
+config's image size and at one two patches larger. The written image processor still resizes to the config's
+size: pass another one when calling it (`processor(tile, size=...)`, square) to feed another size.
 
 Run the file with ONNX Runtime (CPU):
 
@@ -16,6 +23,7 @@ Run the file with ONNX Runtime (CPU):
 Examples:
     python examples/export_onnx.py --model_name_or_path outputs/s2mae-sample --output_dir exported --task encoder
     python examples/export_onnx.py --model_name_or_path ckpt --task classification --output_dir exported-cls
+    python examples/export_onnx.py --model_name_or_path ckpt --task encoder --output_dir exported-any --dynamic_hw
 """
 
 import json
@@ -48,6 +56,17 @@ class ExportArguments:
     pixel_mask: bool = field(default=True, metadata={"help": "Give the graph a pixel_mask input (nodata pixels)."})
     opset_version: int | None = field(default=None, metadata={"help": "ONNX opset (default: the exporter's)."})
     atol: float = field(default=1e-4, metadata={"help": "Largest difference from PyTorch allowed in any output."})
+    dynamic_hw: bool = field(
+        default=False,
+        metadata={
+            "help": "Make height and width dynamic (multiples of the patch size; encoder and classification only). "
+            "Recorded in export_report.json and in the ONNX file's metadata."
+        },
+    )
+    max_image_size: int | None = field(
+        default=None,
+        metadata={"help": "Largest height or width in pixels with --dynamic_hw (default 8 x the config's size)."},
+    )
 
 
 def export_checkpoint(args: ExportArguments) -> OnnxExportReport:
@@ -64,6 +83,8 @@ def export_checkpoint(args: ExportArguments) -> OnnxExportReport:
         pixel_mask=args.pixel_mask,
         opset_version=args.opset_version,
         atol=args.atol,
+        dynamic_hw=args.dynamic_hw,
+        max_image_size=args.max_image_size,
     )
     model.config.save_pretrained(output_dir)
     try:
@@ -75,11 +96,13 @@ def export_checkpoint(args: ExportArguments) -> OnnxExportReport:
     processor.save_pretrained(output_dir)
     (output_dir / "export_report.json").write_text(json.dumps(asdict(report), indent=2), encoding="utf-8")
     logger.info(
-        "Wrote %s (inputs %s, outputs %s); largest difference from PyTorch %s",
+        "Wrote %s (inputs %s, outputs %s, H and W %s); largest difference from PyTorch %s at sizes %s",
         report.path,
         report.input_names,
         report.output_names,
+        f"dynamic in {report.image_size_range}" if report.dynamic_hw else "fixed",
         report.max_abs_diff,
+        report.check_image_sizes,
     )
     return report
 

@@ -1,9 +1,28 @@
 """Export S2MAE models with `torch.export` and to ONNX, and run ONNX files with ONNX Runtime.
 
-Every model class exports with a dynamic batch dimension; height, width and band count are those of the config
-(the image processor resizes to them). The traced graphs hold no data-dependent branch: the value checks that
-eager mode makes (a sample with no valid pixel, class ids out of range) are skipped while tracing, see
-`modeling_s2mae.modeling_s2mae.is_tracing`.
+What is dynamic in an exported graph:
+
+- the batch dimension, always, for every model class;
+- height and width, when asked (`dynamic_hw=True`), for `S2MAEModel` and `S2MAEForImageClassification`: any H and W
+  that are multiples of `config.patch_size`, from 2 patches up to `max_image_size` pixels (default
+  `DYNAMIC_HW_MAX_SCALE` x `config.image_size`) per side, H != W allowed. The graph is traced with
+  `interpolate_pos_encoding=True`, so it interpolates the position tables to the input's grid (bicubic for learnable
+  spatial tables, recomputed for sin-cos tables) at every size, the configured one included, where this reproduces
+  the stored table. Without `dynamic_hw` (the default), H and W are fixed to `config.image_size` (the image
+  processor resizes to it) and the graph holds the stored tables as they are;
+- never the band count: the graph takes the config's bands.
+
+An ONNX file records whether its H and W are dynamic, and their range, in its metadata (`s2mae_dynamic_hw`,
+`s2mae_image_size_range`); `S2MAEOnnxModel` refuses sizes the file does not take with a `ValueError` (ONNX Runtime
+itself does not check the range), and a `torch.export` program checks its input shapes itself.
+
+`S2MAEForPreTraining` exports with a dynamic batch only: its `noise` input has one value per token, G * h * w (or
+h * w with tube masking), a product of two dynamic sizes that `torch.export.Dim` cannot express (only linear
+functions of one size are), and its kept-token count K = int(L * (1 - mask_ratio)) is computed from the grid in
+Python, which fixes the grid in the traced graph. `dynamic_hw=True` with it is a `ValueError`.
+
+The traced graphs hold no data-dependent branch: the value checks that eager mode makes (a sample with no valid
+pixel, class ids out of range) are skipped while tracing, see `modeling_s2mae.modeling_s2mae.is_tracing`.
 
 Graph inputs and outputs, by model class (`pixel_mask` only with `pixel_mask=True`, the default):
 
@@ -41,6 +60,9 @@ from .modeling_s2mae import (
 ONNX_FILE_NAME = "model.onnx"
 """The file name `export_onnx` is given by `examples/export_onnx.py` and that `S2MAEOnnxModel.from_pretrained` reads."""
 
+DYNAMIC_HW_MAX_SCALE = 8
+"""With `dynamic_hw=True` and no `max_image_size`, H and W may reach this many times `config.image_size`."""
+
 _EXTERNAL_DATA_BYTES = 1_800_000_000  # ONNX protobuf files are limited to 2 GiB: larger weights go to a .data file
 
 
@@ -64,11 +86,15 @@ def graph_signature(model: nn.Module, pixel_mask: bool = True) -> tuple[list[str
 
 
 class ExportWrapper(nn.Module):
-    """A model with positional tensor inputs and a tuple of tensor outputs, in `graph_signature` order."""
+    """A model with positional tensor inputs and a tuple of tensor outputs, in `graph_signature` order.
 
-    def __init__(self, model: nn.Module, pixel_mask: bool = True):
+    `interpolate_pos_encoding` is passed to the model on every call (True for a graph with a dynamic height / width).
+    """
+
+    def __init__(self, model: nn.Module, pixel_mask: bool = True, interpolate_pos_encoding: bool = False):
         super().__init__()
         self.model = model
+        self.interpolate_pos_encoding = interpolate_pos_encoding
         self.input_names, self.output_names = graph_signature(model, pixel_mask)
 
     def forward(
@@ -76,59 +102,140 @@ class ExportWrapper(nn.Module):
     ) -> tuple[torch.Tensor, ...]:
         """Inputs by name (see `graph_signature`) -> the outputs of `graph_signature`, in order."""
         kwargs = {"noise": noise} if noise is not None else {}
+        if self.interpolate_pos_encoding:
+            kwargs["interpolate_pos_encoding"] = True
         outputs = self.model(pixel_values, pixel_mask=pixel_mask, **kwargs, return_dict=True)
         return tuple(outputs[name] for name in self.output_names)
 
 
 def example_inputs(
-    model: nn.Module, batch_size: int = 2, pixel_mask: bool = True, seed: int = 0
+    model: nn.Module,
+    batch_size: int = 2,
+    pixel_mask: bool = True,
+    seed: int = 0,
+    image_size: int | tuple[int, int] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Random inputs of the graph of `model`, by name: pixel values in [0, 1], an all-valid pixel mask, noise.
+    """Random inputs of the graph of `model`, by name: pixel values (B, C, H, W) in [0, 1], an all-valid pixel mask
+    (B, H, W), noise (pretraining).
 
     Args:
         model: One of the three S2MAE model classes.
         batch_size: B (use 2 or more for an export with a dynamic batch: a batch of 1 is specialised).
         pixel_mask: Include `pixel_mask`.
         seed: Seed of the values.
+        image_size: H (= W) or (H, W) in pixels, multiples of `config.patch_size`; default `config.image_size`.
     """
     config: S2MAEConfig = model.config
     generator = torch.Generator().manual_seed(seed)
-    size = config.image_size
-    inputs = {"pixel_values": torch.rand(batch_size, config.num_channels, size, size, generator=generator)}
+    height, width = _image_size(config, image_size)
+    inputs = {"pixel_values": torch.rand(batch_size, config.num_channels, height, width, generator=generator)}
     if isinstance(model, S2MAEForPreTraining):
-        groups, spatial = config.num_spectral_groups, config.grid_size**2
+        patch = config.patch_size
+        groups, spatial = config.num_spectral_groups, (height // patch) * (width // patch)
         shape = {"tube": (batch_size, spatial), "spectral": (batch_size, groups)}.get(
             config.masking_strategy, (batch_size, groups * spatial)
         )
         inputs["noise"] = torch.rand(shape, generator=generator)
     if pixel_mask:
-        inputs["pixel_mask"] = torch.ones(batch_size, size, size, dtype=torch.long)
+        inputs["pixel_mask"] = torch.ones(batch_size, height, width, dtype=torch.long)
     input_names, _ = graph_signature(model, pixel_mask)
     return {name: inputs[name] for name in input_names}
 
 
-def _dynamic_batch(input_names: list[str]) -> dict[str, dict[int, Any]]:
+def _image_size(config: S2MAEConfig, image_size: int | tuple[int, int] | None) -> tuple[int, int]:
+    """(H, W) from an int, a pair or None (the config's), checked to be multiples of the patch size."""
+    if image_size is None:
+        image_size = config.image_size
+    height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    patch = config.patch_size
+    if height % patch or width % patch or height < patch or width < patch:
+        raise ValueError(f"image_size must be positive multiples of patch_size {patch}, got {height}x{width}.")
+    return height, width
+
+
+def dynamic_hw_range(config: S2MAEConfig, max_image_size: int | None = None) -> tuple[int, int]:
+    """(smallest, largest) H or W in pixels that a graph exported with `dynamic_hw=True` takes.
+
+    The smallest is 2 patches (`torch.export` specialises a size of 1); the largest is `max_image_size`, by default
+    `DYNAMIC_HW_MAX_SCALE` x `config.image_size`, rounded down to a multiple of the patch size.
+
+    Raises:
+        ValueError: when `max_image_size` is below 2 patches or below `config.image_size` (the traced size).
+    """
+    patch = config.patch_size
+    largest = DYNAMIC_HW_MAX_SCALE * config.image_size if max_image_size is None else int(max_image_size)
+    largest -= largest % patch
+    if largest < max(2 * patch, config.image_size):
+        raise ValueError(
+            f"max_image_size must be at least config.image_size ({config.image_size}, the traced size) and 2 "
+            f"patches ({2 * patch} px), got {max_image_size}."
+        )
+    return 2 * patch, largest
+
+
+def _dynamic_shapes(
+    input_names: list[str], config: S2MAEConfig, dynamic_hw: bool, max_image_size: int | None
+) -> dict[str, dict[int, Any]]:
+    """`torch.export` dynamic shapes: the batch of every input and, with `dynamic_hw`, H = p * h and W = p * w of
+    `pixel_values` (B, C, H, W) and `pixel_mask` (B, H, W), with h, w patches per side."""
     batch = torch.export.Dim("batch", min=1, max=65536)
-    return {name: {0: batch} for name in input_names}
+    shapes: dict[str, dict[int, Any]] = {name: {0: batch} for name in input_names}
+    if dynamic_hw:
+        patch = config.patch_size
+        smallest, largest = dynamic_hw_range(config, max_image_size)
+        height = patch * torch.export.Dim("h_patches", min=smallest // patch, max=largest // patch)
+        width = patch * torch.export.Dim("w_patches", min=smallest // patch, max=largest // patch)
+        shapes["pixel_values"].update({2: height, 3: width})
+        if "pixel_mask" in shapes:
+            shapes["pixel_mask"].update({1: height, 2: width})
+    return shapes
 
 
-def export_program(model: nn.Module, batch_size: int = 2, pixel_mask: bool = True) -> torch.export.ExportedProgram:
-    """`torch.export` of `model` (in eval mode) with a dynamic batch dimension.
+def _check_dynamic_hw(model: nn.Module, dynamic_hw: bool) -> None:
+    if dynamic_hw and isinstance(model, S2MAEForPreTraining):
+        raise ValueError(
+            "S2MAEForPreTraining cannot be exported with a dynamic height / width: its noise input has one value "
+            "per token (a product of the two dynamic sizes, which torch.export cannot express) and its kept-token "
+            "count is fixed by the grid. Export it with dynamic_hw=False (fixed config.image_size), or export "
+            "S2MAEModel / S2MAEForImageClassification with dynamic_hw=True."
+        )
+
+
+def export_program(
+    model: nn.Module,
+    batch_size: int = 2,
+    pixel_mask: bool = True,
+    dynamic_hw: bool = False,
+    max_image_size: int | None = None,
+) -> torch.export.ExportedProgram:
+    """`torch.export` of `model` (in eval mode) with a dynamic batch dimension, and optionally a dynamic H and W.
 
     Call the result with `program.module()(**example_inputs(model))`; it returns the outputs of
-    `graph_signature` as a tuple.
+    `graph_signature` as a tuple. The program checks its input shapes: with `dynamic_hw`, an H or W that is not a
+    multiple of `config.patch_size` or outside `dynamic_hw_range` fails there; without it, any H, W other than
+    `config.image_size`.
 
     Args:
         model: One of the three S2MAE model classes.
         batch_size: Batch size of the example inputs traced (>= 2).
         pixel_mask: Include `pixel_mask` as an input.
+        dynamic_hw: Make H and W dynamic (multiples of `config.patch_size`; S2MAEModel and
+            S2MAEForImageClassification only): the graph interpolates the position tables to the input's grid, as
+            the model does with `interpolate_pos_encoding=True`. Traced at `config.image_size`.
+        max_image_size: Largest H or W in pixels with `dynamic_hw` (default `DYNAMIC_HW_MAX_SCALE` x
+            `config.image_size`).
+
+    Raises:
+        ValueError: for batch_size < 2, or `dynamic_hw` with `S2MAEForPreTraining` (see the module docstring).
     """
     if batch_size < 2:
         raise ValueError(f"Trace with batch_size >= 2 so that the batch stays dynamic, got {batch_size}.")
-    wrapper = ExportWrapper(model, pixel_mask).eval()
+    _check_dynamic_hw(model, dynamic_hw)
+    wrapper = ExportWrapper(model, pixel_mask, interpolate_pos_encoding=dynamic_hw).eval()
     inputs = example_inputs(model, batch_size, pixel_mask)
+    shapes = _dynamic_shapes(wrapper.input_names, model.config, dynamic_hw, max_image_size)
     with _eval_mode(model):
-        return torch.export.export(wrapper, (), inputs, dynamic_shapes=_dynamic_batch(wrapper.input_names))
+        return torch.export.export(wrapper, (), inputs, dynamic_shapes=shapes)
 
 
 class _eval_mode:
@@ -153,7 +260,14 @@ class OnnxExportReport:
     output_names: list[str]
     check_batch_size: int
     max_abs_diff: dict[str, float]
+    """Largest absolute difference per output, over every checked image size."""
     atol: float
+    dynamic_hw: bool = False
+    """H and W are dynamic (multiples of the patch size within `image_size_range`); else fixed to the config's."""
+    image_size_range: tuple[int, int] | None = None
+    """(smallest, largest) H or W in pixels with `dynamic_hw`, else None."""
+    check_image_sizes: list[tuple[int, int]] | None = None
+    """The (H, W) sizes the check ran at: the traced one and, with `dynamic_hw`, another one."""
 
 
 def _require_onnxruntime():
@@ -174,11 +288,16 @@ def export_onnx(
     atol: float = 1e-4,
     check: bool = True,
     check_batch_size: int = 3,
+    dynamic_hw: bool = False,
+    max_image_size: int | None = None,
 ) -> OnnxExportReport:
-    """Export `model` to an ONNX file with a dynamic batch and check it against PyTorch with ONNX Runtime.
+    """Export `model` to an ONNX file with a dynamic batch (and optionally a dynamic H and W) and check it against
+    PyTorch with ONNX Runtime.
 
     The check runs the file on a fresh random batch of `check_batch_size` (another size than the one traced) and
-    compares every output with the PyTorch model's.
+    compares every output with the PyTorch model's. With `dynamic_hw` it runs at the traced size
+    (`config.image_size`) and at `(image_size + 2 * patch_size, image_size + patch_size)`, against the PyTorch model
+    with `interpolate_pos_encoding=True`.
 
     Args:
         model: One of the three S2MAE model classes (exported in eval mode, float32).
@@ -188,18 +307,23 @@ def export_onnx(
         atol: Largest absolute difference allowed between ONNX Runtime and PyTorch in any output.
         check: Run the ONNX Runtime check (needs `onnxruntime`).
         check_batch_size: Batch size of the check.
+        dynamic_hw: Make H and W dynamic (see `export_program`; S2MAEModel and S2MAEForImageClassification only).
+        max_image_size: Largest H or W in pixels with `dynamic_hw` (default `DYNAMIC_HW_MAX_SCALE` x
+            `config.image_size`); `S2MAEOnnxModel` refuses larger inputs.
 
     Returns:
         An `OnnxExportReport` with the largest absolute difference per output (empty without the check).
 
     Raises:
-        ValueError: when an output differs by more than `atol`.
+        ValueError: when an output differs by more than `atol`, or for `dynamic_hw` with `S2MAEForPreTraining`.
     """
+    _check_dynamic_hw(model, dynamic_hw)
+    config: S2MAEConfig = model.config
+    size_range = dynamic_hw_range(config, max_image_size) if dynamic_hw else None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    wrapper = ExportWrapper(model, pixel_mask).eval()
+    wrapper = ExportWrapper(model, pixel_mask, interpolate_pos_encoding=dynamic_hw).eval()
     inputs = example_inputs(model, 2, pixel_mask)
-    config: S2MAEConfig = model.config
     with _eval_mode(model), warnings.catch_warnings():
         # every input shares the one batch dimension; the exporter warns that it names it once
         warnings.filterwarnings("ignore", message=".*axis name.*will not be used")
@@ -209,7 +333,7 @@ def export_onnx(
             kwargs=inputs,
             input_names=wrapper.input_names,
             output_names=wrapper.output_names,
-            dynamic_shapes=_dynamic_batch(wrapper.input_names),
+            dynamic_shapes=_dynamic_shapes(wrapper.input_names, config, dynamic_hw, max_image_size),
             opset_version=opset_version,
             dynamo=True,
             verbose=False,
@@ -217,29 +341,47 @@ def export_onnx(
     metadata = {
         "s2mae_model_class": type(model).__name__,
         "s2mae_config": config.to_json_string(use_diff=False),
+        "s2mae_dynamic_hw": json.dumps(size_range is not None),
     }
+    if size_range is not None:
+        metadata["s2mae_image_size_range"] = json.dumps(list(size_range))
     program.model.metadata_props.update(metadata)
     size = sum(parameter.numel() * parameter.element_size() for parameter in model.parameters())
     program.save(str(path), external_data=size > _EXTERNAL_DATA_BYTES)
 
     differences: dict[str, float] = {}
+    sizes = [(config.image_size, config.image_size)]
+    if dynamic_hw:
+        sizes.append((config.image_size + 2 * config.patch_size, config.image_size + config.patch_size))
     if check:
         runtime = S2MAEOnnxModel(path)
-        check_inputs = example_inputs(model, check_batch_size, pixel_mask, seed=1)
-        if pixel_mask:  # a few invalid pixels, so that the weighted pooling and the masked loss are exercised
-            check_inputs["pixel_mask"][:, : config.patch_size, :] = 0
-        with _eval_mode(model), torch.no_grad():
-            expected = wrapper(**check_inputs)
-        got = runtime.run({name: value.numpy() for name, value in check_inputs.items()})
-        for name, reference in zip(wrapper.output_names, expected):
-            differences[name] = float(np.abs(got[name].astype(np.float64) - reference.double().numpy()).max())
+        for size in sizes:
+            check_inputs = example_inputs(model, check_batch_size, pixel_mask, seed=1, image_size=size)
+            if pixel_mask:  # a few invalid pixels, so that the weighted pooling and the masked loss are exercised
+                check_inputs["pixel_mask"][:, : config.patch_size, :] = 0
+            with _eval_mode(model), torch.no_grad():
+                expected = wrapper(**check_inputs)
+            got = runtime.run({name: value.numpy() for name, value in check_inputs.items()})
+            for name, reference in zip(wrapper.output_names, expected):
+                difference = float(np.abs(got[name].astype(np.float64) - reference.double().numpy()).max())
+                differences[name] = max(difference, differences.get(name, 0.0))
         worst = max(differences.values())
         if worst > atol:
             raise ValueError(
-                f"The ONNX file {path} differs from PyTorch by up to {worst:.3g} (per output: {differences}), more "
-                f"than atol={atol}. Export in float32 with attn_implementation='sdpa' or 'eager'."
+                f"The ONNX file {path} differs from PyTorch by up to {worst:.3g} (per output: {differences}, image "
+                f"sizes {sizes}), more than atol={atol}. Export in float32 with attn_implementation='sdpa' or 'eager'."
             )
-    return OnnxExportReport(str(path), wrapper.input_names, wrapper.output_names, check_batch_size, differences, atol)
+    return OnnxExportReport(
+        str(path),
+        wrapper.input_names,
+        wrapper.output_names,
+        check_batch_size,
+        differences,
+        atol,
+        dynamic_hw=dynamic_hw,
+        image_size_range=size_range,
+        check_image_sizes=sizes if check else None,
+    )
 
 
 class S2MAEOnnxModel:
@@ -265,6 +407,12 @@ class S2MAEOnnxModel:
             raise ValueError(f"{self.path} was not written by modeling_s2mae.export.export_onnx (no S2MAE metadata).")
         self.model_class: str = metadata["s2mae_model_class"]
         self.config = S2MAEConfig.from_dict(json.loads(metadata["s2mae_config"]))
+        self.dynamic_hw: bool = json.loads(metadata.get("s2mae_dynamic_hw", "false"))
+        """H and W are dynamic (files written before dynamic exports existed have fixed sizes)."""
+        self.image_size_range: tuple[int, int] | None = (
+            tuple(json.loads(metadata["s2mae_image_size_range"])) if self.dynamic_hw else None
+        )
+        """(smallest, largest) H or W in pixels of a dynamic graph, else None."""
         self.input_names = [node.name for node in self.session.get_inputs()]
         self.output_names = [node.name for node in self.session.get_outputs()]
         self._input_types = {node.name: node.type for node in self.session.get_inputs()}
@@ -315,13 +463,7 @@ class S2MAEOnnxModel:
         pixels = _to_numpy(pixel_values)
         if pixels.ndim != 4:
             raise ValueError(f"pixel_values must have shape (batch, bands, height, width), got {pixels.shape}.")
-        config = self.config
-        expected = (config.num_channels, config.image_size, config.image_size)
-        if tuple(pixels.shape[1:]) != expected:
-            raise ValueError(
-                f"This ONNX graph takes pixel_values of shape (B, {expected[0]}, {expected[1]}, {expected[2]}), got "
-                f"{tuple(pixels.shape)}: prepare images with the exported S2MAEImageProcessor."
-            )
+        self._check_pixel_shape(pixels.shape)
         batch_size = pixels.shape[0]
         feeds = {"pixel_values": pixels}
         if "pixel_mask" in self.input_names:
@@ -332,6 +474,7 @@ class S2MAEOnnxModel:
             raise ValueError("This ONNX graph was exported without a pixel_mask input (export with pixel_mask=True).")
         if "noise" in self.input_names:
             if noise is None:
+                config = self.config
                 groups, spatial = config.num_spectral_groups, config.grid_size**2
                 shape = {"tube": (batch_size, spatial), "spectral": (batch_size, groups)}.get(
                     config.masking_strategy, (batch_size, groups * spatial)
@@ -345,16 +488,41 @@ class S2MAEOnnxModel:
             return ImageClassifierOutput(**outputs)
         return S2MAEModelOutput(**outputs)
 
+    def _check_pixel_shape(self, shape: tuple[int, ...]) -> None:
+        """Raise a `ValueError` saying what the graph takes when `pixel_values` of `shape` (B, C, H, W) does not fit."""
+        config = self.config
+        bands, height, width = shape[1:]
+        if not self.dynamic_hw:
+            expected = (config.num_channels, config.image_size, config.image_size)
+            if (bands, height, width) != expected:
+                raise ValueError(
+                    f"This ONNX graph takes pixel_values of shape (B, {expected[0]}, {expected[1]}, {expected[2]}), "
+                    f"got {tuple(shape)}: prepare images with the exported S2MAEImageProcessor, or export with "
+                    "dynamic_hw=True (examples/export_onnx.py --dynamic_hw) for other image sizes."
+                )
+            return
+        smallest, largest = self.image_size_range
+        patch = config.patch_size
+        fits = all(size % patch == 0 and smallest <= size <= largest for size in (height, width))
+        if bands != config.num_channels or not fits:
+            raise ValueError(
+                f"This ONNX graph takes pixel_values of shape (B, {config.num_channels}, H, W) with H and W multiples "
+                f"of patch_size {patch} from {smallest} to {largest} pixels, got {tuple(shape)}: resize or pad the "
+                f"images (S2MAEImageProcessor resizes), or export with a larger max_image_size."
+            )
+
 
 def _to_numpy(value: torch.Tensor | np.ndarray) -> np.ndarray:
     return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
 
 
 __all__ = [
+    "DYNAMIC_HW_MAX_SCALE",
     "ONNX_FILE_NAME",
     "ExportWrapper",
     "OnnxExportReport",
     "S2MAEOnnxModel",
+    "dynamic_hw_range",
     "example_inputs",
     "export_onnx",
     "export_program",

@@ -16,12 +16,32 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.fx.experimental.symbolic_shapes import statically_known_true
 from transformers import initialization as init
 
 from .sensors import estimate_bandwidths
 
 WavelengthsLike = torch.Tensor | Sequence[float] | Sequence[Sequence[float]]
 """Band wavelengths or bandwidths in nm: (C,) for the whole batch or (B, C) per sample."""
+
+GridSize = int | torch.SymInt
+"""A grid extent: an int, or a symbolic size while `torch.export` traces a dynamic height / width."""
+
+
+def as_grid(grid: Sequence[Any]) -> tuple[GridSize, ...]:
+    """`grid` as a tuple of ints; symbolic sizes (`torch.SymInt`, while tracing with dynamic shapes) are kept as they
+    are, since `int()` would specialise the traced graph to the example's size."""
+    return tuple(value if isinstance(value, torch.SymInt) else int(value) for value in grid)
+
+
+def same_grid(grid: Sequence[GridSize], other: Sequence[GridSize]) -> bool:
+    """True when two grids are known to be equal without specialising a symbolic size.
+
+    In eager mode this is `tuple(grid) == tuple(other)`. While tracing with a dynamic height / width, a symbolic
+    extent is not known to equal a built one, so the answer is False and the caller takes its general path
+    (interpolation, which is exact at the built grid) instead of adding a guard on the traced size.
+    """
+    return len(grid) == len(other) and all(statically_known_true(a == b) for a, b in zip(grid, other))
 
 
 def sincos_1d(positions: torch.Tensor, dim: int) -> torch.Tensor:
@@ -42,8 +62,8 @@ def sincos_1d(positions: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=1).float()
 
 
-def sincos_2d(grid_height: int, grid_width: int, dim: int) -> torch.Tensor:
-    """Fixed 2D sin-cos embedding of a (grid_height, grid_width) grid, row-major.
+def sincos_2d(grid_height: GridSize, grid_width: GridSize, dim: int) -> torch.Tensor:
+    """Fixed 2D sin-cos embedding of a (grid_height, grid_width) grid, row-major (symbolic sizes can be traced).
 
     Returns:
         Tensor of shape (grid_height * grid_width, dim): the first half encodes the row, the second the column.
@@ -55,19 +75,20 @@ def sincos_2d(grid_height: int, grid_width: int, dim: int) -> torch.Tensor:
 
 
 def interpolate_spatial(
-    table: torch.Tensor, source_grid: tuple[int, int], target_grid: tuple[int, int]
+    table: torch.Tensor, source_grid: tuple[int, int], target_grid: tuple[GridSize, GridSize]
 ) -> torch.Tensor:
     """Bicubic interpolation of a spatial table over its grid.
 
     Args:
         table: Shape (N, h * w, D).
         source_grid: (h, w) of `table`.
-        target_grid: (h', w') wanted.
+        target_grid: (h', w') wanted; symbolic sizes (dynamic export) give a traced resize.
 
     Returns:
-        Shape (N, h' * w', D).
+        Shape (N, h' * w', D); `table` itself when the grids are equal (bicubic interpolation onto the same grid
+        reproduces the table, so a traced graph at the built size gives the same values).
     """
-    if tuple(source_grid) == tuple(target_grid):
+    if same_grid(source_grid, target_grid):
         return table
     num, _, dim = table.shape
     grid = table.reshape(num, *source_grid, dim).permute(0, 3, 1, 2)  # (N, D, h, w)
@@ -423,11 +444,11 @@ class S2MAEPositionEmbeddings(nn.Module):
             return table
         return interpolate_spectral_by_wavelength(table, source[0], target[0])
 
-    def tables_at(self, grid: tuple[int, int, int]) -> dict[str, torch.Tensor]:
+    def tables_at(self, grid: tuple[GridSize, GridSize, GridSize]) -> dict[str, torch.Tensor]:
         """The stored tables brought to another (G, h, w) grid, by name ("joint", or "spatial" and "spectral").
 
         Learnable tables are interpolated (bicubic over space, linear over spectral groups); sin-cos tables are
-        recomputed exactly.
+        recomputed exactly. h and w may be symbolic (dynamic export); G is the input's band count, static.
         """
         groups, height, width = grid
         built_groups, built_height, built_width = self.grid
@@ -439,7 +460,7 @@ class S2MAEPositionEmbeddings(nn.Module):
             table = interpolate_spatial(table, (built_height, built_width), (height, width))  # (G, h'*w', D)
             table = interpolate_spectral(table.transpose(0, 1), groups).transpose(0, 1)  # (G', h'*w', D)
             return {"joint": table.reshape(1, groups * height * width, dim)}
-        if self.kind == "sincos" and tuple(grid) != self.grid:
+        if self.kind == "sincos" and not same_grid(grid, self.grid):
             dim = self.spatial.shape[-1]
             return {
                 "spatial": sincos_2d(height, width, dim).unsqueeze(0).to(self.spatial),
@@ -493,7 +514,7 @@ class S2MAEPositionEmbeddings(nn.Module):
 
     def forward(
         self,
-        grid: tuple[int, int, int],
+        grid: tuple[GridSize, GridSize, GridSize],
         interpolate_pos_encoding: bool = False,
         band_wavelengths: torch.Tensor | None = None,
         band_bandwidths: torch.Tensor | None = None,
@@ -501,7 +522,8 @@ class S2MAEPositionEmbeddings(nn.Module):
         """The table for a token grid, interpolated when it differs from the built one.
 
         Args:
-            grid: (G', h', w') of the input.
+            grid: (G', h', w') of the input; h' and w' may be symbolic while `torch.export` traces a dynamic height /
+                width (with `interpolate_pos_encoding=True`: the traced graph then interpolates at every size).
             interpolate_pos_encoding: Allow a grid other than the configured one. Without it, a different grid is
                 an error (except a spectral grid placed by `band_wavelengths`).
             band_wavelengths: (N, C) band centres in nm of the input (see `prepare_band_wavelengths`), or None for
@@ -511,7 +533,7 @@ class S2MAEPositionEmbeddings(nn.Module):
         Returns:
             Shape (1 or N, G' * h' * w', D), in token order.
         """
-        grid = tuple(int(value) for value in grid)
+        grid = as_grid(grid)
         if band_wavelengths is not None:
             return self._forward_by_wavelength(grid, interpolate_pos_encoding, band_wavelengths, band_bandwidths)
         if self.kind == "wavelength":
@@ -522,16 +544,17 @@ class S2MAEPositionEmbeddings(nn.Module):
                 )
             built = self._built_band_tensors()
             return self._forward_by_wavelength(grid, interpolate_pos_encoding, *built)
-        if grid != self.grid and not interpolate_pos_encoding:
+        if not interpolate_pos_encoding and grid != self.grid:
             raise ValueError(
                 f"The input makes a grid of {grid[0]} spectral groups x {grid[1]} x {grid[2]} cubes, but the model was "
                 f"built for {self.grid[0]} x {self.grid[1]} x {self.grid[2]} (band count / image size of the config). "
                 "Pass interpolate_pos_encoding=True to interpolate the position tables, or resize / select bands "
                 "with the image processor."
             )
+        built = same_grid(grid, self.grid)
         if self.kind == "joint":
-            return self.joint if grid == self.grid else self.tables_at(grid)["joint"]
-        if grid == self.grid:
+            return self.joint if built else self.tables_at(grid)["joint"]
+        if built:
             spatial, spectral = self.spatial, self.spectral
         else:
             tables = self.tables_at(grid)
@@ -540,14 +563,14 @@ class S2MAEPositionEmbeddings(nn.Module):
 
     def _forward_by_wavelength(
         self,
-        grid: tuple[int, int, int],
+        grid: tuple[GridSize, GridSize, GridSize],
         interpolate_pos_encoding: bool,
         wavelengths: torch.Tensor,
         bandwidths: torch.Tensor,
     ) -> torch.Tensor:
         """`forward` for an input whose band wavelengths are known: (1 or N, G' * h' * w', D)."""
         spatial_grid = grid[1:]
-        if spatial_grid != self.grid[1:] and not interpolate_pos_encoding:
+        if not interpolate_pos_encoding and spatial_grid != self.grid[1:]:
             raise ValueError(
                 f"The input makes a {grid[1]} x {grid[2]} grid of cubes, but the model was built for "
                 f"{self.grid[1]} x {self.grid[2]} (image size of the config). Pass interpolate_pos_encoding=True to "
@@ -574,6 +597,7 @@ class S2MAEPositionEmbeddings(nn.Module):
 __all__ = [
     "S2MAEPositionEmbeddings",
     "as_band_tensor",
+    "as_grid",
     "band_validity",
     "group_wavelengths",
     "interpolate_spatial",
@@ -582,6 +606,7 @@ __all__ = [
     "pad_bands_by_repetition",
     "padded_band_count",
     "prepare_band_wavelengths",
+    "same_grid",
     "sincos_1d",
     "sincos_2d",
     "spectral_range",

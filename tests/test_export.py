@@ -10,6 +10,7 @@ from model_tester import masking_noise, pixel_batch, tiny_config
 from modeling_s2mae.export import (
     ExportWrapper,
     S2MAEOnnxModel,
+    dynamic_hw_range,
     example_inputs,
     export_onnx,
     export_program,
@@ -71,6 +72,54 @@ def test_value_checks_still_raise_in_eager_mode_and_are_skipped_while_tracing():
     inputs["pixel_mask"][1] = 0
     _, pooled = program.module()(**inputs)
     assert torch.isfinite(pooled[0]).all() and torch.isnan(pooled[1]).all()
+
+
+# sizes other than the traced 16 x 16 (4 x 4 patches of 4 px), H != W, one smaller and one larger
+OTHER_SIZES = [(8, 24), (28, 12)]
+
+
+@pytest.mark.parametrize(
+    ("model_class", "position_embedding_type"),
+    [(S2MAEModel, "separable"), (S2MAEModel, "sincos"), (S2MAEForImageClassification, "wavelength")],
+)
+def test_torch_export_with_dynamic_hw_matches_eager_at_other_sizes(model_class, position_embedding_type):
+    model = build(model_class, position_embedding_type=position_embedding_type)
+    program = export_program(model, dynamic_hw=True)
+    wrapper = ExportWrapper(model, interpolate_pos_encoding=True).eval()
+    fixed = ExportWrapper(model).eval()
+    traced = example_inputs(model, 3, seed=2)
+    with torch.no_grad():  # at the traced size the interpolation reproduces the stored tables
+        for value, reference in zip(program.module()(**traced), fixed(**traced)):
+            assert torch.allclose(value, reference, atol=1e-6)
+    for size in OTHER_SIZES:
+        inputs = example_inputs(model, 3, seed=5, image_size=size)
+        inputs["pixel_mask"][1, :4] = 0
+        with torch.no_grad():
+            expected = wrapper(**inputs)
+        got = program.module()(**inputs)
+        for value, reference in zip(got, expected):
+            assert value.shape == reference.shape
+            assert torch.allclose(value, reference, atol=1e-5), (model_class.__name__, size)
+    # the program checks its input shapes: H must be a multiple of the patch size, and within the range
+    with pytest.raises(AssertionError, match=r"pixel_values.size\(\)\[2\] % 4 == 0"):
+        program.module()(pixel_values=torch.rand(2, 6, 18, 16), pixel_mask=torch.ones(2, 18, 16, dtype=torch.long))
+    with pytest.raises(AssertionError, match=r"pixel_values.size\(\)\[3\] <= 128"):
+        program.module()(pixel_values=torch.rand(2, 6, 16, 132), pixel_mask=torch.ones(2, 16, 132, dtype=torch.long))
+
+
+def test_fixed_size_export_refuses_other_sizes_and_pretraining_refuses_dynamic_hw():
+    model = build(S2MAEModel)
+    program = export_program(model)
+    with pytest.raises(AssertionError, match=r"pixel_values.size\(\)\[2\] == 16"):
+        program.module()(pixel_values=torch.rand(2, 6, 24, 24), pixel_mask=torch.ones(2, 24, 24, dtype=torch.long))
+    with pytest.raises(ValueError, match="S2MAEForPreTraining cannot be exported with a dynamic height / width"):
+        export_program(build(S2MAEForPreTraining), dynamic_hw=True)
+    assert dynamic_hw_range(model.config) == (8, 128)
+    assert dynamic_hw_range(model.config, max_image_size=30) == (8, 28)
+    with pytest.raises(ValueError, match="max_image_size must be at least config.image_size"):
+        dynamic_hw_range(model.config, max_image_size=12)
+    with pytest.raises(ValueError, match="multiples of patch_size 4, got 18x16"):
+        example_inputs(model, image_size=(18, 16))
 
 
 def test_masking_by_one_sort_matches_the_double_argsort():
@@ -140,6 +189,32 @@ def test_onnx_runtime_model_rejects_wrong_inputs(onnx_files):
 
 
 @pytest.mark.slow
+def test_onnx_export_with_dynamic_hw_runs_other_sizes_in_onnx_runtime(tmp_path):
+    model = build(S2MAEForImageClassification)
+    report = export_onnx(model, tmp_path / "model.onnx", dynamic_hw=True, max_image_size=64)
+    assert report.dynamic_hw and report.image_size_range == (8, 64)
+    assert report.check_image_sizes == [(16, 16), (24, 20)]  # the traced size and one 2 patches larger
+    assert max(report.max_abs_diff.values()) <= 1e-4
+    runtime = S2MAEOnnxModel(report.path)
+    assert runtime.dynamic_hw and runtime.image_size_range == (8, 64)
+    for size in OTHER_SIZES:
+        pixels = torch.rand(3, 6, *size, generator=torch.Generator().manual_seed(4))
+        pixel_mask = torch.ones(3, *size, dtype=torch.long)
+        pixel_mask[0, :, :4] = 0
+        got = runtime(pixels, pixel_mask=pixel_mask).logits
+        with torch.no_grad():
+            expected = model(pixels, pixel_mask=pixel_mask, interpolate_pos_encoding=True).logits
+        assert torch.allclose(got, expected, atol=1e-4), size
+    for size in ((18, 16), (16, 4), (16, 68)):
+        with pytest.raises(ValueError, match=r"H and W multiples of patch_size 4 from 8 to 64 pixels"):
+            runtime(torch.rand(2, 6, *size))
+    fixed = S2MAEOnnxModel(export_onnx(model, tmp_path / "fixed.onnx", check=False).path)
+    assert not fixed.dynamic_hw
+    with pytest.raises(ValueError, match=r"takes pixel_values of shape \(B, 6, 16, 16\).*dynamic_hw=True"):
+        fixed(torch.rand(2, 6, 24, 20))
+
+
+@pytest.mark.slow
 def test_onnx_export_fails_when_parity_is_not_met(tmp_path):
     model = build(S2MAEForImageClassification)
     with pytest.raises(ValueError, match="differs from PyTorch by up to"):
@@ -173,7 +248,8 @@ def test_export_script_writes_onnx_config_and_processor(tmp_path):
     assert {"model.onnx", "config.json", "preprocessor_config.json", "export_report.json"} <= {
         p.name for p in output_dir.iterdir()
     }
-    assert json.loads((output_dir / "export_report.json").read_text())["output_names"] == ["logits"]
+    written = json.loads((output_dir / "export_report.json").read_text())
+    assert written["output_names"] == ["logits"] and written["dynamic_hw"] is False
 
     processor = AutoImageProcessor.from_pretrained(output_dir)
     assert processor.scaling == "reflectance"
@@ -183,6 +259,26 @@ def test_export_script_writes_onnx_config_and_processor(tmp_path):
     with torch.no_grad():
         expected = model(**inputs).logits
     assert torch.allclose(got, expected, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_export_script_with_dynamic_hw_records_it_in_the_export_report(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    checkpoint = tmp_path / "ckpt"
+    build(S2MAEModel).save_pretrained(checkpoint)
+    path = Path(__file__).resolve().parent.parent / "examples" / "export_onnx.py"
+    spec = importlib.util.spec_from_file_location("export_onnx_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    output_dir = tmp_path / "exported"
+    script.main(["--model_name_or_path", str(checkpoint), "--output_dir", str(output_dir), "--dynamic_hw"])
+    written = json.loads((output_dir / "export_report.json").read_text())
+    assert written["dynamic_hw"] is True and written["image_size_range"] == [8, 128]
+    assert written["check_image_sizes"] == [[16, 16], [24, 20]]
+    assert max(written["max_abs_diff"].values()) <= 1e-4
+    assert S2MAEOnnxModel.from_pretrained(output_dir)(torch.rand(1, 6, 32, 8)).pooler_output.shape == (1, 32)
 
 
 def _loss_and_gradients(model, module, run):
