@@ -108,7 +108,9 @@ class ModelArguments:
     patch_size: int | None = field(default=None, metadata={"help": "Spatial cube side p."})
     spectral_patch_size: int | None = field(default=None, metadata={"help": "Bands per cube s."})
     band_names: list[str] | None = field(default=None, metadata={"help": "Model bands (default 12 Sentinel-2)."})
-    mask_ratio: float | None = field(default=None, metadata={"help": "Fraction of cubes hidden (default 0.9)."})
+    mask_ratio: float | None = field(
+        default=None, metadata={"help": "Fraction of cubes hidden (default 0.75 for --preset sample, else 0.9)."}
+    )
     masking_strategy: str | None = field(default=None, metadata={"help": "random, tube or spectral."})
     norm_pix_loss: bool | None = field(default=None, metadata={"help": "Normalise each target cube."})
     position_embedding_type: str | None = field(

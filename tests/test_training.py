@@ -45,6 +45,9 @@ def test_build_config_presets_and_overrides() -> None:
     config = build_config("sample", "drop_path_rate=0.1", image_size=32, mask_ratio=None)
     assert config.hidden_size == 192 and config.image_size == 32 and config.drop_path_rate == 0.1
     assert build_config("vit-s").hidden_size == 384
+    # the small-data recipe hides 75 % of the cubes (benchmarks/README_probe.md); the paper's presets keep 90 %
+    assert config.mask_ratio == 0.75 and build_config("vit-b").mask_ratio == 0.9
+    assert build_config("sample", mask_ratio=0.9).mask_ratio == 0.9
     with pytest.raises(ValueError, match="Unknown preset"):
         build_config("vit-x")
     with pytest.raises(ValueError, match="Bad config override"):
