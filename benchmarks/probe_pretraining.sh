@@ -33,7 +33,7 @@ declare -A CONFIGS=(
   [range_mask90]="--scaling dataset_range --mask_ratio 0.9"
   [range_mask75_normpix]="--scaling dataset_range --mask_ratio 0.75 --norm_pix_loss true"
 )
-declare -A STEPS=([small_data]=4000 [range_mask75]=600 [minmax]=600 [tube75]=2400 [groups6]=5000)
+declare -A STEPS=([small_data]=4000 [range_mask75]=600 [minmax]=600 [tube75]=2400 [groups6]=5000 [range_mask90]=4000)
 NAMES=("$@")
 [ ${#NAMES[@]} -eq 0 ] && NAMES=(small_data)
 
