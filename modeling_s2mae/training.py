@@ -39,8 +39,8 @@ SAMPLE_PRESET: dict[str, int | float] = {
     "mask_ratio": 0.75,
 }
 """The small model of the sample runs and of the small-data recipe: trains in minutes on a laptop CPU. Its mask ratio
-is 0.75 (MAE's linear-probe optimum), not the paper's 0.9: the setting whose frozen features beat random init on a
-real scene after about 30 epochs (benchmarks/README_probe.md)."""
+is 0.75, not the paper's 0.9: the setting whose frozen features beat random init on a real scene after about 30
+epochs, and clearly better than 0.9 at the same length there (benchmarks/README_probe.md)."""
 
 ARCHITECTURE_FIELDS = (
     "hidden_size",
