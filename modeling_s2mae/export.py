@@ -49,6 +49,7 @@ from torch import nn
 from transformers.modeling_outputs import ImageClassifierOutput
 
 from .configuration_s2mae import S2MAEConfig
+from .masking import noise_shape
 from .modeling_s2mae import (
     S2MAEForImageClassification,
     S2MAEForPreTraining,
@@ -131,10 +132,8 @@ def example_inputs(
     inputs = {"pixel_values": torch.rand(batch_size, config.num_channels, height, width, generator=generator)}
     if isinstance(model, S2MAEForPreTraining):
         patch = config.patch_size
-        groups, spatial = config.num_spectral_groups, (height // patch) * (width // patch)
-        shape = {"tube": (batch_size, spatial), "spectral": (batch_size, groups)}.get(
-            config.masking_strategy, (batch_size, groups * spatial)
-        )
+        spatial = (height // patch) * (width // patch)
+        shape = noise_shape(config.masking_strategy, batch_size, config.num_spectral_groups, spatial)
         inputs["noise"] = torch.rand(shape, generator=generator)
     if pixel_mask:
         inputs["pixel_mask"] = torch.ones(batch_size, height, width, dtype=torch.long)
@@ -475,10 +474,8 @@ class S2MAEOnnxModel:
         if "noise" in self.input_names:
             if noise is None:
                 config = self.config
-                groups, spatial = config.num_spectral_groups, config.grid_size**2
-                shape = {"tube": (batch_size, spatial), "spectral": (batch_size, groups)}.get(
-                    config.masking_strategy, (batch_size, groups * spatial)
-                )
+                spatial = config.grid_size**2
+                shape = noise_shape(config.masking_strategy, batch_size, config.num_spectral_groups, spatial)
                 noise = np.random.default_rng().random(shape, dtype=np.float32)
             feeds["noise"] = _to_numpy(noise)
         outputs = {name: torch.from_numpy(value) for name, value in self.run(feeds).items()}

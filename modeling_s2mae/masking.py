@@ -50,6 +50,23 @@ def num_kept_tokens(strategy: MaskingStrategy, mask_ratio: float, num_groups: in
     return kept
 
 
+def noise_shape(strategy: str, batch_size: int, num_groups: int, num_spatial: int) -> tuple[int, int]:
+    """The shape of the masking noise a strategy draws: (B, G * h * w) for "random", (B, h * w) for "tube", (B, G)
+    for "spectral".
+
+    Raises:
+        ValueError: an unknown strategy.
+    """
+    shapes = {
+        "random": (batch_size, num_groups * num_spatial),
+        "tube": (batch_size, num_spatial),
+        "spectral": (batch_size, num_groups),
+    }
+    if strategy not in shapes:
+        raise ValueError(f"Unknown masking strategy {strategy!r}; choose one of {sorted(shapes)}.")
+    return shapes[strategy]
+
+
 def token_noise(
     strategy: str,
     batch_size: int,
@@ -70,14 +87,7 @@ def token_noise(
     Returns:
         Noise of shape (B, G * h * w), in token order (spectral-group major).
     """
-    shapes = {
-        "random": (batch_size, num_groups * num_spatial),
-        "tube": (batch_size, num_spatial),
-        "spectral": (batch_size, num_groups),
-    }
-    if strategy not in shapes:
-        raise ValueError(f"Unknown masking strategy {strategy!r}; choose one of {sorted(shapes)}.")
-    expected = shapes[strategy]
+    expected = noise_shape(strategy, batch_size, num_groups, num_spatial)
     if noise is None:
         noise = torch.rand(expected, device=device)
     elif tuple(noise.shape) != expected:
@@ -126,4 +136,4 @@ def mask_tokens(
     return kept, mask, ids_restore, ids_keep
 
 
-__all__ = ["MaskingStrategy", "mask_tokens", "num_kept_tokens", "token_noise"]
+__all__ = ["MaskingStrategy", "mask_tokens", "noise_shape", "num_kept_tokens", "token_noise"]
