@@ -192,7 +192,7 @@ def build_models(
             ours_out = ours(pixel_values)
             theirs_out = theirs(video, bool_masked_pos=videomae_mask(batch_size, num_tokens, num_keep, device))
         # (tokens, values per token, hidden tokens per sample); VideoMAE predicts the hidden tokens only
-        ours_shape = ours_out.logits.shape[1], ours_out.logits.shape[2], int(ours_out.mask[0].sum())
+        ours_shape = ours_out.logits.shape[1], ours_out.logits.shape[2], int(ours_out.mask[0].sum(dtype=torch.int64))
         theirs_shape = theirs.videomae.embeddings.num_patches, theirs_out.logits.shape[2], theirs_out.logits.shape[1]
         ours_encoder, theirs_encoder = ours.s2mae, theirs.videomae
     else:

@@ -482,6 +482,20 @@ def test_classifier_loss_is_float32_for_a_bfloat16_model():
     assert torch.equal(out.loss, expected)
 
 
+def test_pretraining_loss_of_a_bfloat16_model_averages_over_the_exact_hidden_count():
+    # 64 px, cubes 3 x 4 x 4: 2 x 16 x 16 = 512 tokens, 461 hidden at ratio 0.9; 461 is not a bfloat16 number
+    model = S2MAEForPreTraining(tiny_config(image_size=64, mask_ratio=0.9)).eval().to(torch.bfloat16)
+    pixels = pixel_batch(model.config, batch_size=1).to(torch.bfloat16)
+    with torch.no_grad():
+        out = model(pixels, noise=masking_noise(model.config, batch_size=1))
+    hidden = out.mask.float()
+    assert out.mask.dtype == torch.bfloat16 and int(hidden.sum()) == 461
+    token_error = ((out.logits.float() - model.patchify(pixels).float()) ** 2).mean(dim=-1)
+    expected = (token_error * hidden).sum() / 461
+    assert out.loss.dtype == torch.float32
+    torch.testing.assert_close(out.loss, expected, rtol=1e-6, atol=0)
+
+
 def test_literal_fields_reject_unknown_choices():
     for field, value in [("masking_strategy", "block"), ("position_embedding_type", "rope"), ("pooling", "cls")]:
         with pytest.raises(StrictDataclassFieldValidationError, match=f"Field '{field}' expected one of"):
