@@ -142,3 +142,25 @@ def test_gpu_script_is_valid_bash_and_lists_its_runs():
     for line in lines:
         assert "--device cuda --dtype bfloat16" in line and "--sdpa-backend flash" in line
         assert "--modes eager compiled" in line
+
+
+def test_attention_benchmark_times_every_cpu_kernel_at_the_model_shapes(bench_model, capsys):
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_attention.py"
+    spec = importlib.util.spec_from_file_location("bench_attention", path)
+    bench_attention = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench_attention
+    try:
+        spec.loader.exec_module(bench_attention)
+        shapes = bench_attention.model_attention_shapes("vit-s", batch_size=1, mask_ratio=0.9)
+        assert [(s.heads, s.tokens, s.head_dim) for s in shapes] == [(6, 1024, 64), (6, 102, 64), (16, 1024, 32)]
+        decoder = shapes[2]
+        assert decoder.flops(training=False) == 4 * 16 * 1024**2 * 32
+        assert decoder.flops(training=True) == 3.5 * decoder.flops(training=False)
+        argv = ["--sizes", "vit-s", "--batch-size", "1", "--repeats", "1", "--dtype", "float32", "--threads", "1"]
+        rows = bench_attention.main(argv)
+    finally:
+        del sys.modules[spec.name]
+    assert len(rows) == 3 * 2 * 2  # shapes x (inference, training) x (flash, math)
+    assert {row["kernel"] for row in rows} == {"flash", "math"}
+    assert all(row["ms"] > 0 and 0 < row["peak_share"] for row in rows)
+    assert "| vit-s decoder | (1, 16, 1024, 32) | training | flash |" in capsys.readouterr().out
