@@ -327,14 +327,21 @@ def count_flops(step: Callable[[], None]) -> int:
 
 
 def matmul_peak(
-    device: torch.device, dtype: torch.dtype, size: int = 2048, repeats: int = 10, threads: int | None = None
+    device: torch.device,
+    dtype: torch.dtype,
+    size: int | None = None,
+    repeats: int = 10,
+    threads: int | None = None,
 ) -> float:
     """The machine's matrix-multiply throughput in FLOP/s: best of `repeats` (size x size) @ (size x size) products.
 
     This is the practical peak the models' GEMMs can reach with PyTorch's own kernels (MKL / oneDNN on CPU, cuBLAS
     on GPU) in `dtype`, not the vendor's datasheet number. On a shared machine, take the best of several calls
-    (`run` measures it before and after the models and keeps the higher).
+    (`run` measures it before and after the models and keeps the higher). `size` defaults to 2048 on CPU and 8192
+    on CUDA (a 2048 product takes tens of microseconds on a data-centre GPU, too short to reach its peak).
     """
+    if size is None:
+        size = 8192 if device.type == "cuda" else 2048
     if threads is not None:
         torch.set_num_threads(threads)
     a = torch.randn(size, size, device=device, dtype=dtype)

@@ -4,8 +4,11 @@
 # the ratio S2MAE / VideoMAE, GFLOP/s, the share of the GPU's measured bf16 matmul peak, the model FLOPs utilisation
 # against the GPU's datasheet dense bf16 peak (known GPUs, or PEAK_TFLOPS=...), km²/s of 10 m imagery, peak memory.
 #
-# Budget: under 8 minutes. Each of the four runs (size x task) has its own time limit (RUN_LIMIT_S, 105 s by default;
-# compile time is spent in the untimed warm-up and counts against it), so a slow run loses only its own row.
+# Then the attention kernels alone at the same shapes (bench_attention.py: flash / efficient / cudnn / math).
+#
+# Budget: under 8 minutes. Each of the four runs (size x task) has its own time limit (RUN_LIMIT_S, 100 s by default;
+# compile time is spent in the untimed warm-up and counts against it), so a slow run loses only its own row; the
+# attention run has ATTENTION_LIMIT_S (40 s).
 #
 # Usage (from anywhere; run on the GPU machine):
 #   bash benchmarks/gpu.sh                      # results in benchmarks/results/gpu-<date>/
@@ -21,7 +24,8 @@ BATCH_SIZE="${BATCH_SIZE:-64}"
 STEPS="${STEPS:-10}"
 WARMUP="${WARMUP:-3}"
 ROUNDS="${ROUNDS:-3}"
-RUN_LIMIT_S="${RUN_LIMIT_S:-105}"
+RUN_LIMIT_S="${RUN_LIMIT_S:-100}"
+ATTENTION_LIMIT_S="${ATTENTION_LIMIT_S:-40}"
 SIZES="${SIZES:-vit-b vit-l}"
 MODES="${MODES:-eager compiled}"
 PEAK_ARGS=()
@@ -67,6 +71,17 @@ for size in ${SIZES}; do
         fi
     done
 done
+
+attention=(python benchmarks/bench_attention.py --device cuda --dtype bfloat16 --sizes ${SIZES} --batch-size "${BATCH_SIZE}")
+if [[ "${DRY_RUN}" == 1 ]]; then
+    echo "timeout ${ATTENTION_LIMIT_S} ${attention[*]}"
+else
+    echo "=== attention kernels ($(($(date +%s) - start)) s elapsed)"
+    if ! timeout "${ATTENTION_LIMIT_S}" "${attention[@]}" 2>&1 | tee "${OUT_DIR}/attention.log"; then
+        echo "gpu.sh: the attention benchmark failed or ran past ${ATTENTION_LIMIT_S} s" >&2
+        status=1
+    fi
+fi
 
 if [[ "${DRY_RUN}" == 0 ]]; then
     echo "=== done in $(($(date +%s) - start)) s; tables:"

@@ -138,8 +138,9 @@ def test_gpu_script_is_valid_bash_and_lists_its_runs():
     subprocess.run(["bash", "-n", str(script)], check=True)
     listed = subprocess.run(["bash", str(script), "--dry-run"], check=True, capture_output=True, text=True).stdout
     lines = listed.strip().splitlines()
-    assert len(lines) == 4  # ViT-B and ViT-L, pretraining and inference
-    for line in lines:
+    assert len(lines) == 5  # ViT-B and ViT-L, pretraining and inference; then the attention kernels
+    assert "bench_attention.py --device cuda --dtype bfloat16 --sizes vit-b vit-l --batch-size 64" in lines[-1]
+    for line in lines[:4]:
         assert "--device cuda --dtype bfloat16" in line and "--sdpa-backend flash" in line
         assert "--modes eager compiled" in line
 
