@@ -4,11 +4,12 @@
 # the ratio S2MAE / VideoMAE, GFLOP/s, the share of the GPU's measured bf16 matmul peak, the model FLOPs utilisation
 # against the GPU's datasheet dense bf16 peak (known GPUs, or PEAK_TFLOPS=...), km²/s of 10 m imagery, peak memory.
 #
-# Then the attention kernels alone at the same shapes (bench_attention.py: flash / efficient / cudnn / math).
+# First the correctness checks on the GPU (gpu_checks.py: SDPA kernels vs eager, bf16 autocast, fullgraph compile,
+# torch.export); last the attention kernels alone at the models' shapes (bench_attention.py).
 #
-# Budget: under 8 minutes. Each of the four runs (size x task) has its own time limit (RUN_LIMIT_S, 100 s by default;
-# compile time is spent in the untimed warm-up and counts against it), so a slow run loses only its own row; the
-# attention run has ATTENTION_LIMIT_S (40 s).
+# Budget: under 8 minutes. The checks have CHECKS_LIMIT_S (45 s); each of the four benchmark runs (size x task) has
+# its own limit (RUN_LIMIT_S, 95 s by default; compile time is spent in the untimed warm-up and counts against it), so
+# a slow run loses only its own row; the attention run has ATTENTION_LIMIT_S (35 s).
 #
 # Usage (from anywhere; run on the GPU machine):
 #   bash benchmarks/gpu.sh                      # results in benchmarks/results/gpu-<date>/
@@ -24,8 +25,9 @@ BATCH_SIZE="${BATCH_SIZE:-64}"
 STEPS="${STEPS:-10}"
 WARMUP="${WARMUP:-3}"
 ROUNDS="${ROUNDS:-3}"
-RUN_LIMIT_S="${RUN_LIMIT_S:-100}"
-ATTENTION_LIMIT_S="${ATTENTION_LIMIT_S:-40}"
+CHECKS_LIMIT_S="${CHECKS_LIMIT_S:-45}"
+RUN_LIMIT_S="${RUN_LIMIT_S:-95}"
+ATTENTION_LIMIT_S="${ATTENTION_LIMIT_S:-35}"
 SIZES="${SIZES:-vit-b vit-l}"
 MODES="${MODES:-eager compiled}"
 PEAK_ARGS=()
@@ -50,6 +52,16 @@ fi
 
 start=$(date +%s)
 status=0
+checks=(python benchmarks/gpu_checks.py --device cuda)
+if [[ "${DRY_RUN}" == 1 ]]; then
+    echo "timeout ${CHECKS_LIMIT_S} ${checks[*]}"
+else
+    echo "=== correctness checks"
+    if ! timeout "${CHECKS_LIMIT_S}" "${checks[@]}" 2>&1 | tee "${OUT_DIR}/checks.log"; then
+        echo "gpu.sh: a correctness check failed or ran past ${CHECKS_LIMIT_S} s (see ${OUT_DIR}/checks.log)" >&2
+        status=1
+    fi
+fi
 for size in ${SIZES}; do
     for task in pretraining inference; do
         name="${size}-${task}"

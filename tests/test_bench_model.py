@@ -138,9 +138,10 @@ def test_gpu_script_is_valid_bash_and_lists_its_runs():
     subprocess.run(["bash", "-n", str(script)], check=True)
     listed = subprocess.run(["bash", str(script), "--dry-run"], check=True, capture_output=True, text=True).stdout
     lines = listed.strip().splitlines()
-    assert len(lines) == 5  # ViT-B and ViT-L, pretraining and inference; then the attention kernels
+    assert len(lines) == 6  # the checks; ViT-B and ViT-L, pretraining and inference; the attention kernels
+    assert lines[0] == "timeout 45 python benchmarks/gpu_checks.py --device cuda"
     assert "bench_attention.py --device cuda --dtype bfloat16 --sizes vit-b vit-l --batch-size 64" in lines[-1]
-    for line in lines[:4]:
+    for line in lines[1:5]:
         assert "--device cuda --dtype bfloat16" in line and "--sdpa-backend flash" in line
         assert "--modes eager compiled" in line
 
@@ -165,3 +166,30 @@ def test_attention_benchmark_times_every_cpu_kernel_at_the_model_shapes(bench_mo
     assert {row["kernel"] for row in rows} == {"flash", "math"}
     assert all(row["ms"] > 0 and 0 < row["peak_share"] for row in rows)
     assert "| vit-s decoder | (1, 16, 1024, 32) | training | flash |" in capsys.readouterr().out
+
+
+def test_gpu_checks_pass_on_cpu_and_fail_on_a_wrong_attention_kernel(monkeypatch, capsys):
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_checks.py"
+    spec = importlib.util.spec_from_file_location("gpu_checks", path)
+    gpu_checks = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = gpu_checks
+    try:
+        spec.loader.exec_module(gpu_checks)
+        argv = ["--device", "cpu", "--image-size", "16", "--checks", "attention", "bf16", "export"]
+        results = gpu_checks.main(argv)
+        names = [name for name, _, _ in results]
+        assert "attention sdpa[flash] vs eager" in names and "torch.export encoder, batch 3" in names
+        assert all(passed for _, passed, _ in results), results
+        assert "PASS  bf16 autocast pretraining loss" in capsys.readouterr().out
+
+        sdpa = torch.nn.functional.scaled_dot_product_attention
+
+        def shifted_sdpa(*args, **kwargs):  # an attention kernel that is off by 1e-2
+            return sdpa(*args, **kwargs) + 1e-2
+
+        monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", shifted_sdpa)
+        results = gpu_checks.main(["--device", "cpu", "--image-size", "16", "--checks", "attention"])
+    finally:
+        del sys.modules[spec.name]
+    assert results and not any(passed for _, passed, _ in results)
+    assert "FAIL  attention sdpa[flash] vs eager" in capsys.readouterr().out
