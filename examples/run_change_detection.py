@@ -12,15 +12,12 @@ Example:
         --change_fusion difference --class_weights 1 10 --max_steps 2000 --output_dir runs/oscd
 """
 
-import json
 import logging
 import os
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import torch
 from transformers import HfArgumentParser, TrainingArguments
 
 from modeling_s2mae.data.builders import load_record
@@ -29,31 +26,26 @@ from modeling_s2mae.data.labelled_rasters import spatial_split
 from modeling_s2mae.data.pipeline import SpectralDataArguments, build_processor
 from modeling_s2mae.data.segmentation import IGNORE_INDEX, DenseRecordDataset, collate_dense, pair_from_csv
 from modeling_s2mae.metrics import SegmentationMetrics, argmax_logits
-from modeling_s2mae.model_card import training_summary, write_model_card
 from modeling_s2mae.modeling_s2mae_dense import S2MAEForChangeDetection
 from modeling_s2mae.training import (
+    DenseModelArguments,
     S2MAETrainer,
-    check_training_arguments,
     end_run,
     find_resume_checkpoint,
-    new_or_pretrained,
+    load_dense_model,
+    prepare_training_arguments,
+    save_fine_tuned,
     start_run,
     train_and_evaluate,
-    write_text_safely,
 )
 
 logger = logging.getLogger("run_change_detection")
 
 
 @dataclass
-class ModelArguments:
-    model_name_or_path: str | None = field(default=None, metadata={"help": "An S2MAE checkpoint (folder or Hub id)."})
-    preset: str = field(default="sample", metadata={"help": "Size of a new model: vit-s/b/l/h or sample."})
-    config_overrides: str | None = field(default=None, metadata={"help": "Other fields of a new model's config."})
-    change_fusion: str = field(default="difference", metadata={"help": "difference, concat or both."})
-    out_indices: list[int] | None = field(default=None, metadata={"help": "Encoder stages fed to the decoder."})
-    decode_channels: int = field(default=256, metadata={"help": "Width of the UPerNet decoder."})
+class ModelArguments(DenseModelArguments):
     class_weights: list[float] | None = field(default=None, metadata={"help": "Loss weights (no change, change)."})
+    change_fusion: str = field(default="difference", metadata={"help": "difference, concat or both."})
 
 
 @dataclass
@@ -75,10 +67,7 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Tra
         raise ValueError("Give either --oscd_root or --triples_csv.")
     if data_args.tile_size is None:
         raise ValueError("Give --tile_size: the two dates are cut into tiles of the model's input size.")
-    check_training_arguments(training_args)
-    training_args.remove_unused_columns = False
-    training_args.ddp_find_unused_parameters = False
-    training_args.dataloader_pin_memory = torch.cuda.is_available()
+    prepare_training_arguments(training_args)
     return model_args, data_args, training_args
 
 
@@ -96,17 +85,9 @@ def build_records(data_args: DataArguments, seed: int) -> tuple[list, list]:
 
 
 def load_model(model_args: ModelArguments, image_size: int) -> S2MAEForChangeDetection:
-    settings: dict[str, Any] = {
-        "change_fusion": model_args.change_fusion,
-        "decode_channels": model_args.decode_channels,
-        "class_weights": model_args.class_weights,
-        "semantic_loss_ignore_index": IGNORE_INDEX,
-    }
-    if model_args.out_indices:
-        settings["out_indices"] = model_args.out_indices
-    return new_or_pretrained(
-        S2MAEForChangeDetection, model_args.model_name_or_path, preset=model_args.preset,
-        config_overrides=model_args.config_overrides, image_size=image_size, **settings,
+    return load_dense_model(
+        S2MAEForChangeDetection, model_args, image_size, change_fusion=model_args.change_fusion,
+        semantic_loss_ignore_index=IGNORE_INDEX,
     )  # fmt: skip
 
 
@@ -134,22 +115,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     resume = training_args.resume_from_checkpoint or find_resume_checkpoint(training_args.output_dir)
     metrics = train_and_evaluate(trainer, resume)
     metrics["num_train_tiles"], metrics["num_eval_tiles"] = len(train), len(evaluation)
-    trainer.save_model()
-    if trainer.is_world_process_zero():
-        output_dir = Path(training_args.output_dir)
-        write_text_safely(output_dir / "metrics.json", json.dumps(metrics, indent=2))
-        names = ("change_precision", "change_recall", "change_f1", "change_iou", "overall_accuracy")
-        card_metrics = {name: metrics[f"eval_{name}"] for name in names if f"eval_{name}" in metrics}
-        summary = training_summary(
-            training_args, task="change-detection", data=data_args.oscd_root or data_args.triples_csv,
-            steps=metrics["train_steps"], script="examples/run_change_detection.py",
-            start_from=model_args.model_name_or_path,
-            details=[f"fusion {model_args.change_fusion}", f"{len(train)} training / {len(evaluation)} eval tiles"],
-        )  # fmt: skip
-        write_model_card(
-            output_dir, model.config, processor, model_name=output_dir.name, training_summary=summary,
-            task="change-detection", metrics=card_metrics or None,
-        )  # fmt: skip
+    output_dir = save_fine_tuned(
+        trainer, processor, metrics, task="change-detection",
+        card_metrics=("change_precision", "change_recall", "change_f1", "change_iou", "overall_accuracy"),
+        data=data_args.oscd_root or data_args.triples_csv, script="examples/run_change_detection.py",
+        start_from=model_args.model_name_or_path,
+        details=[f"fusion {model_args.change_fusion}", f"{len(train)} training / {len(evaluation)} eval tiles"],
+    )  # fmt: skip
+    if output_dir is not None:
         print(f"Done: model, processor, metrics.json and model card in {output_dir}")
     end_run()
     return metrics

@@ -25,7 +25,6 @@ Killing a run and starting it again with the same `--output_dir` resumes from th
 same `--linear_probe` / `--layer_decay`: the optimizer state holds one group per layer).
 """
 
-import json
 import logging
 import os
 import sys
@@ -46,22 +45,24 @@ from modeling_s2mae.data.pipeline import (
     statistics_samples,
 )
 from modeling_s2mae.metrics import MultiLabelMetrics, accuracy_metrics
-from modeling_s2mae.model_card import hub_id, training_summary, write_model_card
+from modeling_s2mae.model_card import hub_id
 from modeling_s2mae.training import (
+    DATA_SOURCE_FLAGS,
     S2MAETrainer,
     SkippedSamplesCallback,
     build_config,
     check_checkpoint_labels,
     check_model_name_or_path,
-    check_training_arguments,
     end_run,
     find_resume_checkpoint,
     freeze_encoder,
+    gives_flag,
     label_settings,
+    prepare_training_arguments,
     record_run_settings,
+    save_fine_tuned,
     start_run,
     train_and_evaluate,
-    write_text_safely,
 )
 
 logger = logging.getLogger("run_classification")
@@ -118,8 +119,7 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Tra
     if len(argv) == 1 and argv[0].endswith(".json"):
         model_args, data_args, training_args = parser.parse_json_file(os.path.abspath(argv[0]))
     else:
-        sources = ("--train_dir", "--scene_paths", "--dataset_name", "--benv2_lmdb")
-        sample_run = not any(arg.split("=")[0] in sources for arg in argv)
+        sample_run = not gives_flag(argv, DATA_SOURCE_FLAGS)
         defaults = [*SAMPLE_RUN_DEFAULTS, "--train_dir", str(SAMPLE_DATA / "eurosat_ms")] if sample_run else []
         defaults = defaults or ["--output_dir", "outputs/s2mae-classification"]
         model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=defaults + argv)
@@ -129,10 +129,7 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Tra
         raise ValueError(f"--layer_decay must be in (0, 1], got {model_args.layer_decay}.")
     if data_args.dataset_name and training_args.max_steps <= 0:
         raise ValueError("A streamed --dataset_name has no length: give --max_steps.")
-    check_training_arguments(training_args)
-    training_args.remove_unused_columns = False  # the collator needs pixel_mask
-    training_args.ddp_find_unused_parameters = False
-    training_args.dataloader_pin_memory = torch.cuda.is_available()
+    prepare_training_arguments(training_args)
     return model_args, data_args, training_args
 
 
@@ -221,18 +218,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             metrics["eval_classes_without_positives"] = absent = compute_metrics.classes_without_positives
     metrics.update(skipped.counts())
     trainer.log_metrics("all", {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))})
-    trainer.save_model()
-    if trainer.is_world_process_zero():
-        output_dir = Path(training_args.output_dir)
-        write_text_safely(output_dir / "metrics.json", json.dumps(metrics, indent=2))
-        write_card(trainer, processor, metrics, model_args, data_args, data, absent)
+    output_dir = save_outputs(trainer, processor, metrics, model_args, data_args, data, absent)
+    if output_dir is not None:
         print(f"Done: model, processor, metrics.json and model card in {output_dir}")
     end_run()
     return metrics
 
 
-def write_card(trainer, processor, metrics, model_args, data_args, data, absent: list[str]) -> None:
-    """The model card (README.md) of the fine-tuned checkpoint, with its evaluation results."""
+def save_outputs(trainer, processor, metrics, model_args, data_args, data, absent: list[str]) -> Path | None:
+    """Save the fine-tuned checkpoint, and on the main process metrics.json and its model card (README.md)."""
     mode = "linear probe (frozen encoder)" if model_args.linear_probe else "full fine-tuning"
     details = [mode, f"{len(data.class_names)} classes ({data.problem_type})"]
     if data.num_train is not None:
@@ -245,19 +239,12 @@ def write_card(trainer, processor, metrics, model_args, data_args, data, absent:
             f"Macro mAP averages the {len(data.class_names) - len(absent)} classes with a positive in the evaluation "
             f"set; it leaves out {', '.join(absent)}."
         )
-    names = ("micro_map", "macro_map") if data.problem_type == MULTI_LABEL else ("accuracy",)
-    card_metrics = {name: metrics[f"eval_{name}"] for name in names if metrics.get(f"eval_{name}") is not None}
-    source = data_args.dataset_name or ", ".join(data_args.train_dir or [])
-    summary = training_summary(
-        trainer.args, task="image-classification", data=source, steps=metrics.get("train_steps"),
-        script="examples/run_classification.py", start_from=model_args.model_name_or_path, details=details,
-        notes=notes,
-    )  # fmt: skip
-    output_dir = Path(trainer.args.output_dir)
-    write_model_card(
-        output_dir, trainer.model.config, processor, model_name=output_dir.name,
+    return save_fine_tuned(
+        trainer, processor, metrics, task="image-classification",
+        card_metrics=("micro_map", "macro_map") if data.problem_type == MULTI_LABEL else ("accuracy",),
+        data=data_args.dataset_name or ", ".join(data_args.train_dir or []), script="examples/run_classification.py",
+        details=details, notes=notes, start_from=model_args.model_name_or_path,
         base_model=hub_id(model_args.model_name_or_path), datasets=hub_id(data_args.dataset_name),
-        training_summary=summary, task="image-classification", metrics=card_metrics or None,
     )  # fmt: skip
 
 

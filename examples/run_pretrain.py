@@ -51,14 +51,16 @@ from modeling_s2mae.data.pipeline import (
 from modeling_s2mae.model_card import hub_id, training_summary, write_model_card
 from modeling_s2mae.probing import ProbeCallback
 from modeling_s2mae.training import (
+    DATA_SOURCE_FLAGS,
     S2MAETrainer,
     SkippedSamplesCallback,
     build_config,
     check_model_name_or_path,
     check_resume_compatible,
-    check_training_arguments,
     end_run,
     find_resume_checkpoint,
+    gives_flag,
+    prepare_training_arguments,
     start_run,
     train_and_evaluate,
     write_text_safely,
@@ -152,8 +154,7 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Tra
     parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
     if len(argv) == 1 and argv[0].endswith(".json"):
         return (*parser.parse_json_file(os.path.abspath(argv[0])), False)
-    sources = ("--train_dir", "--scene_paths", "--dataset_name", "--benv2_lmdb")
-    sample_run = not any(arg.split("=")[0] in sources for arg in argv)
+    sample_run = not gives_flag(argv, DATA_SOURCE_FLAGS)
     defaults = SAMPLE_RUN_DEFAULTS + ["--train_dir", *SAMPLE_SOURCES] if sample_run else []
     defaults = defaults or ["--output_dir", "outputs/s2mae-pretrain"]
     if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -163,10 +164,7 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Tra
         raise ValueError("Give a data source: --train_dir, --scene_paths or --dataset_name.")
     if data_args.dataset_name and training_args.max_steps <= 0:
         raise ValueError("A streamed --dataset_name has no length: give --max_steps.")
-    check_training_arguments(training_args)
-    training_args.remove_unused_columns = False  # the collator needs pixel_mask
-    training_args.ddp_find_unused_parameters = False
-    training_args.dataloader_pin_memory = torch.cuda.is_available()
+    prepare_training_arguments(training_args)
     return model_args, data_args, training_args, sample_run
 
 

@@ -16,7 +16,6 @@ Example:
         --label_paths osm.tif --class_names_file classes.json --tile_size 128 --max_steps 2000 --output_dir runs/seg
 """
 
-import json
 import logging
 import os
 import sys
@@ -24,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from transformers import HfArgumentParser, TrainingArguments
 
 from modeling_s2mae import S2MAEConfig
@@ -41,17 +39,18 @@ from modeling_s2mae.data.segmentation import (
     segmentation_tiles,
 )
 from modeling_s2mae.metrics import SegmentationMetrics, argmax_logits
-from modeling_s2mae.model_card import training_summary, write_model_card
 from modeling_s2mae.modeling_s2mae_dense import S2MAEForSemanticSegmentation
 from modeling_s2mae.training import (
+    DenseModelArguments,
     S2MAETrainer,
-    check_training_arguments,
     end_run,
     find_resume_checkpoint,
-    new_or_pretrained,
+    gives_flag,
+    load_dense_model,
+    prepare_training_arguments,
+    save_fine_tuned,
     start_run,
     train_and_evaluate,
-    write_text_safely,
 )
 
 logger = logging.getLogger("run_segmentation")
@@ -74,15 +73,9 @@ SAMPLE_RUN_DEFAULTS = [
 
 
 @dataclass
-class ModelArguments:
-    model_name_or_path: str | None = field(default=None, metadata={"help": "An S2MAE checkpoint (folder or Hub id)."})
-    preset: str = field(default="sample", metadata={"help": "Size of a new model: vit-s/b/l/h or sample."})
+class ModelArguments(DenseModelArguments):
     image_size: int | None = field(default=None, metadata={"help": "Input size (default: --tile_size)."})
-    config_overrides: str | None = field(default=None, metadata={"help": "Other fields of a new model's config."})
-    out_indices: list[int] | None = field(default=None, metadata={"help": "Encoder stages fed to the decoder."})
     spectral_merge: str = field(default="mean", metadata={"help": "mean or concat (spectral groups -> one map)."})
-    decode_channels: int = field(default=256, metadata={"help": "Width of the UPerNet decoder."})
-    class_weights: list[float] | None = field(default=None, metadata={"help": "Loss weight of each class."})
 
 
 @dataclass
@@ -100,7 +93,7 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Tra
     parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
     if len(argv) == 1 and argv[0].endswith(".json"):
         return parser.parse_json_file(os.path.abspath(argv[0]))
-    sample_run = not any(arg.split("=")[0] in ("--scene_paths", "--pairs_csv") for arg in argv)
+    sample_run = not gives_flag(argv, ("--scene_paths", "--pairs_csv"))
     defaults = SAMPLE_RUN_DEFAULTS if sample_run else ["--output_dir", "outputs/s2mae-segmentation"]
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=defaults + argv)
     if data_args.tile_size is None:
@@ -109,10 +102,7 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Tra
         raise ValueError("Give either --scene_paths with --label_paths, or --pairs_csv.")
     if data_args.scene_paths and len(data_args.label_paths or []) != len(data_args.scene_paths):
         raise ValueError("Give one --label_paths raster per --scene_paths scene, in the same order.")
-    check_training_arguments(training_args)
-    training_args.remove_unused_columns = False
-    training_args.ddp_find_unused_parameters = False
-    training_args.dataloader_pin_memory = torch.cuda.is_available()
+    prepare_training_arguments(training_args)
     return model_args, data_args, training_args
 
 
@@ -149,17 +139,6 @@ def build_data(data_args: DataArguments, seed: int) -> tuple[list, list, list[in
 
 
 def load_model(model_args: ModelArguments, image_size: int, names: list[str]) -> S2MAEForSemanticSegmentation:
-    settings: dict[str, Any] = {
-        "num_labels": len(names),
-        "id2label": dict(enumerate(names)),
-        "label2id": {name: index for index, name in enumerate(names)},
-        "spectral_merge": model_args.spectral_merge,
-        "decode_channels": model_args.decode_channels,
-        "class_weights": model_args.class_weights,
-        "semantic_loss_ignore_index": IGNORE_INDEX,
-    }
-    if model_args.out_indices:
-        settings["out_indices"] = model_args.out_indices
     if model_args.model_name_or_path:
         checkpoint = S2MAEConfig.from_pretrained(model_args.model_name_or_path)
         if S2MAEForSemanticSegmentation.__name__ in (checkpoint.architectures or []):
@@ -170,9 +149,10 @@ def load_model(model_args: ModelArguments, image_size: int, names: list[str]) ->
                     f"{len(names)} classes {names}: class i must mean the same in both. Choose the classes with "
                     "--class_values (and --class_names_file), or start from a checkpoint without a segmentation head."
                 )
-    return new_or_pretrained(
-        S2MAEForSemanticSegmentation, model_args.model_name_or_path, preset=model_args.preset,
-        config_overrides=model_args.config_overrides, image_size=image_size, **settings,
+    return load_dense_model(
+        S2MAEForSemanticSegmentation, model_args, image_size, num_labels=len(names),
+        id2label=dict(enumerate(names)), label2id={name: index for index, name in enumerate(names)},
+        spectral_merge=model_args.spectral_merge, semantic_loss_ignore_index=IGNORE_INDEX,
     )  # fmt: skip
 
 
@@ -205,21 +185,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     metrics["num_train_tiles"], metrics["num_eval_tiles"] = len(train), len(evaluation)
     if evaluation_set is not None:
         metrics["eval_per_class_iou"] = metrics_fn.per_class_iou
-    trainer.save_model()
-    if trainer.is_world_process_zero():
-        output_dir = Path(training_args.output_dir)
-        write_text_safely(output_dir / "metrics.json", json.dumps(metrics, indent=2))
-        card_metrics = {k: metrics[f"eval_{k}"] for k in ("mean_iou", "overall_accuracy") if f"eval_{k}" in metrics}
-        summary = training_summary(
-            training_args, task="semantic-segmentation", data=", ".join(data_args.scene_paths or [data_args.pairs_csv]),
-            steps=metrics["train_steps"], script="examples/run_segmentation.py",
-            start_from=model_args.model_name_or_path,
-            details=[f"{len(names)} classes", f"{len(train)} training / {len(evaluation)} evaluation tiles"],
-        )  # fmt: skip
-        write_model_card(
-            output_dir, config, processor, model_name=output_dir.name, training_summary=summary,
-            task="semantic-segmentation", metrics=card_metrics or None,
-        )  # fmt: skip
+    output_dir = save_fine_tuned(
+        trainer, processor, metrics, task="semantic-segmentation", card_metrics=("mean_iou", "overall_accuracy"),
+        data=", ".join(data_args.scene_paths or [data_args.pairs_csv]), script="examples/run_segmentation.py",
+        start_from=model_args.model_name_or_path,
+        details=[f"{len(names)} classes", f"{len(train)} training / {len(evaluation)} evaluation tiles"],
+    )  # fmt: skip
+    if output_dir is not None:
         print(f"Done: model, processor, metrics.json and model card in {output_dir}")
     end_run()
     return metrics

@@ -670,6 +670,36 @@ class S2MAEPreTrainedModel(PreTrainedModel):
             bool(config.return_dict if return_dict is None else return_dict),
         )
 
+    def _encode(
+        self,
+        pixel_values: torch.Tensor,
+        output_attentions: bool | None,
+        output_hidden_states: bool | int | list[int] | None,
+        return_dict: bool | None,
+        **encoder_kwargs: Any,
+    ) -> tuple[S2MAEModelOutput, bool]:
+        """A head's first step: fill in the output flags (`_resolve_output_flags`) and run its encoder `self.s2mae`.
+
+        Args:
+            pixel_values: (B, C, H, W).
+            output_attentions, output_hidden_states, return_dict: The head's arguments, None for the config's.
+            **encoder_kwargs: Other arguments of `S2MAEModel.forward` (pixel_mask, interpolate_pos_encoding, ...).
+
+        Returns:
+            (the encoder's `S2MAEModelOutput`, whether the head returns a `ModelOutput` rather than a tuple).
+        """
+        output_attentions, output_hidden_states, return_dict = self._resolve_output_flags(
+            output_attentions, output_hidden_states, return_dict
+        )
+        outputs = self.s2mae(
+            pixel_values,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+            **encoder_kwargs,
+        )
+        return outputs, return_dict
+
 
 class S2MAEModel(S2MAEPreTrainedModel):
     """The S2MAE encoder: cube embedding, position tables, transformer blocks, final LayerNorm and pooler."""
@@ -944,22 +974,11 @@ class S2MAEForPreTraining(S2MAEPreTrainedModel):
             return_loss: Compute the loss (Trainer reads this argument to report `eval_loss`).
             band_wavelengths, band_bandwidths: (C,) or (B, C) nm of the input's bands, see `S2MAEModel.forward`.
         """
-        output_attentions, output_hidden_states, return_dict = self._resolve_output_flags(
-            output_attentions, output_hidden_states, return_dict
-        )
-        outputs = self.s2mae(
-            pixel_values,
-            pixel_mask=pixel_mask,
-            noise=noise,
-            apply_masking=True,
-            mask_ratio=mask_ratio,
-            interpolate_pos_encoding=interpolate_pos_encoding,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-            band_wavelengths=band_wavelengths,
-            band_bandwidths=band_bandwidths,
-        )
+        outputs, return_dict = self._encode(
+            pixel_values, output_attentions, output_hidden_states, return_dict, pixel_mask=pixel_mask, noise=noise,
+            apply_masking=True, mask_ratio=mask_ratio, interpolate_pos_encoding=interpolate_pos_encoding,
+            band_wavelengths=band_wavelengths, band_bandwidths=band_bandwidths,
+        )  # fmt: skip
         _, bands, height, width = pixel_values.shape
         s = self.config.spectral_patch_size
         wavelengths, bandwidths = prepare_band_wavelengths(
@@ -1075,19 +1094,11 @@ class S2MAEForImageClassification(S2MAEPreTrainedModel):
         Returns:
             `ImageClassifierOutput` with `logits` (B, num_labels) and `loss` when labels are given.
         """
-        output_attentions, output_hidden_states, return_dict = self._resolve_output_flags(
-            output_attentions, output_hidden_states, return_dict
-        )
-        outputs = self.s2mae(
-            pixel_values,
-            pixel_mask=pixel_mask,
-            interpolate_pos_encoding=interpolate_pos_encoding,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-            band_wavelengths=band_wavelengths,
+        outputs, return_dict = self._encode(
+            pixel_values, output_attentions, output_hidden_states, return_dict, pixel_mask=pixel_mask,
+            interpolate_pos_encoding=interpolate_pos_encoding, band_wavelengths=band_wavelengths,
             band_bandwidths=band_bandwidths,
-        )
+        )  # fmt: skip
         logits = self.classifier(self.dropout(outputs.pooler_output))  # (B, num_labels)
         loss = self.compute_loss(logits, labels) if labels is not None else None
         output = ImageClassifierOutput(

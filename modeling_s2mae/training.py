@@ -12,7 +12,8 @@ import logging
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .configuration_s2mae import S2MAE_PRESETS, S2MAEConfig
 from .image_processing_s2mae import S2MAEImageProcessor, S2MAEImageProcessorKwargs
+from .model_card import training_summary, write_model_card
 from .safe_io import write_text_safely
 
 logger = logging.getLogger(__name__)
@@ -339,6 +341,30 @@ def check_training_arguments(args: Any) -> None:
             raise ValueError(f"--{name} must be positive, got {value}.")
 
 
+DATA_SOURCE_FLAGS = ("--train_dir", "--scene_paths", "--dataset_name", "--benv2_lmdb")
+"""The flags of `SpectralDataArguments` that name a data source; a script given none of them runs its sample run."""
+
+
+def gives_flag(argv: Sequence[str], flags: Iterable[str]) -> bool:
+    """Whether the command line `argv` sets one of `flags` (each "--name"), as `--name value` or `--name=value`."""
+    flags = set(flags)
+    return any(arg.split("=")[0] in flags for arg in argv)
+
+
+def prepare_training_arguments(training_args: Any) -> None:
+    """Check `TrainingArguments` (see `check_training_arguments`), then set what every S2MAE script needs: the
+    collators need columns the model's signature does not name (pixel_mask), every parameter takes part in each step
+    (no search for unused ones under DDP), and memory is pinned only where there is a GPU to copy to.
+
+    Raises:
+        ValueError: as `check_training_arguments`.
+    """
+    check_training_arguments(training_args)
+    training_args.remove_unused_columns = False
+    training_args.ddp_find_unused_parameters = False
+    training_args.dataloader_pin_memory = torch.cuda.is_available()
+
+
 def check_finite_loss(metrics: Mapping[str, Any], key: str = "eval_loss") -> None:
     """Raise when `metrics[key]` is NaN or infinite: the run diverged."""
     value = metrics.get(key)
@@ -369,6 +395,52 @@ def train_and_evaluate(trainer: Trainer, resume: str | None) -> dict[str, Any]:
         metrics.update(trainer.evaluate())
         check_finite_loss(metrics)
     return metrics
+
+
+def save_fine_tuned(
+    trainer: Trainer,
+    processor: S2MAEImageProcessor,
+    metrics: Mapping[str, Any],
+    *,
+    task: str,
+    card_metrics: Sequence[str],
+    data: str,
+    script: str,
+    details: Sequence[str] = (),
+    notes: str | None = None,
+    start_from: str | None = None,
+    base_model: str | None = None,
+    datasets: str | None = None,
+) -> Path | None:
+    """Save a fine-tuned model (every process), then on the main process `metrics.json` and the model card.
+
+    Args:
+        trainer: The trainer that ran; the model goes to `trainer.args.output_dir`.
+        processor: The run's image processor, described in the model card.
+        metrics: All of the run's metrics (`train_and_evaluate`'s, plus the script's own), written as they are.
+        task: The model card's task ("image-classification", "semantic-segmentation", "change-detection").
+        card_metrics: Names of the `eval_{name}` metrics the model card reports, when present and not None.
+        data, script, details, notes, start_from: The training summary (see `model_card.training_summary`).
+        base_model, datasets: Hub ids for the model card's metadata (None: left out).
+
+    Returns:
+        The output folder on the main process, None on the others.
+    """
+    trainer.save_model()
+    if not trainer.is_world_process_zero():
+        return None
+    output_dir = Path(trainer.args.output_dir)
+    write_text_safely(output_dir / "metrics.json", json.dumps(metrics, indent=2))
+    reported = {name: metrics[f"eval_{name}"] for name in card_metrics if metrics.get(f"eval_{name}") is not None}
+    summary = training_summary(
+        trainer.args, task=task, data=data, steps=metrics.get("train_steps"), script=script, start_from=start_from,
+        details=details, notes=notes,
+    )  # fmt: skip
+    write_model_card(
+        output_dir, trainer.model.config, processor, model_name=output_dir.name, base_model=base_model,
+        datasets=datasets, training_summary=summary, task=task, metrics=reported or None,
+    )  # fmt: skip
+    return output_dir
 
 
 class SkippedSamplesCallback(TrainerCallback):
@@ -462,6 +534,40 @@ def new_or_pretrained(
     return model
 
 
+@dataclass
+class DenseModelArguments:
+    """The model arguments the per-pixel scripts share (`examples/run_segmentation.py`, `run_change_detection.py`):
+    where the encoder comes from and how the UPerNet decoder is built. Read by `load_dense_model`."""
+
+    model_name_or_path: str | None = field(default=None, metadata={"help": "An S2MAE checkpoint (folder or Hub id)."})
+    preset: str = field(default="sample", metadata={"help": "Size of a new model: vit-s/b/l/h or sample."})
+    config_overrides: str | None = field(default=None, metadata={"help": "Other fields of a new model's config."})
+    out_indices: list[int] | None = field(default=None, metadata={"help": "Encoder stages fed to the decoder."})
+    decode_channels: int = field(default=256, metadata={"help": "Width of the UPerNet decoder."})
+    class_weights: list[float] | None = field(default=None, metadata={"help": "Loss weight of each class."})
+
+
+def load_dense_model(
+    model_class: type, model_args: DenseModelArguments, image_size: int, **settings: Any
+) -> torch.nn.Module:
+    """A per-pixel model (`S2MAEForSemanticSegmentation`, `S2MAEForChangeDetection`): new, or with the encoder of
+    `model_args.model_name_or_path` (see `new_or_pretrained`), its decoder as `model_args` say.
+
+    Args:
+        model_class: The per-pixel model class.
+        model_args: Checkpoint or preset, decoder width, class weights and (when given) the encoder stages.
+        image_size: The input size in pixels.
+        **settings: The task's other per-pixel settings (see `modeling_s2mae_dense.DENSE_DEFAULTS`).
+    """
+    settings.update(decode_channels=model_args.decode_channels, class_weights=model_args.class_weights)
+    if model_args.out_indices:
+        settings["out_indices"] = model_args.out_indices
+    return new_or_pretrained(
+        model_class, model_args.model_name_or_path, preset=model_args.preset,
+        config_overrides=model_args.config_overrides, image_size=image_size, **settings,
+    )  # fmt: skip
+
+
 def start_run(training_args: Any) -> None:
     """What every training script does first: log to stdout (INFO on the main process), quiet Transformers' own
     warnings-level chatter, and seed every generator from `training_args.seed`."""
@@ -481,7 +587,9 @@ def start_run(training_args: Any) -> None:
 
 __all__ = [
     "ARCHITECTURE_FIELDS",
+    "DATA_SOURCE_FLAGS",
     "SAMPLE_PRESET",
+    "DenseModelArguments",
     "S2MAETrainer",
     "SkippedSamplesCallback",
     "build_config",
@@ -493,6 +601,8 @@ __all__ = [
     "check_resume_compatible",
     "find_resume_checkpoint",
     "freeze_encoder",
+    "gives_flag",
+    "load_dense_model",
     "load_image_processor",
     "saved_processor_settings",
     "start_run",
@@ -501,5 +611,7 @@ __all__ = [
     "label_settings",
     "new_or_pretrained",
     "optimizer_param_groups",
+    "prepare_training_arguments",
     "record_run_settings",
+    "save_fine_tuned",
 ]

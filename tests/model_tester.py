@@ -4,11 +4,14 @@
 overrides for what they exercise, rather than spelling out sizes of their own.
 """
 
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from modeling_s2mae.configuration_s2mae import S2MAEConfig
+from modeling_s2mae.image_processing_s2mae import S2MAEImageProcessor
+from modeling_s2mae.modeling_s2mae import S2MAEForPreTraining
 
 
 def tiny_config(**overrides: Any) -> S2MAEConfig:
@@ -68,3 +71,13 @@ def tiny_overrides(decoder: bool = True) -> str:
     """`TINY_ENCODER` (and `TINY_DECODER`) as a `--config_overrides` value for the example scripts."""
     values = {**TINY_ENCODER, **(TINY_DECODER if decoder else {})}
     return ",".join(f"{key}={value}" for key, value in values.items())
+
+
+def save_tiny_pretraining_checkpoint(path: Path) -> Path:
+    """Save a tiny pretraining checkpoint (`TINY_ENCODER` + `TINY_DECODER`, the 12 Sentinel-2 bands, 32 px, weights
+    from seed 0) with its image processor into `path`, as run_pretrain.py saves one; returns `path`."""
+    config = S2MAEConfig(**TINY_ENCODER, **TINY_DECODER, image_size=32)
+    torch.manual_seed(0)
+    S2MAEForPreTraining(config).save_pretrained(path)
+    S2MAEImageProcessor.from_model_config(config).save_pretrained(path)
+    return path

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from model_tester import tiny_config
+from model_tester import save_tiny_pretraining_checkpoint, tiny_config
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from modeling_s2mae import S2MAEConfig, S2MAEForPreTraining, S2MAEImageProcessor, S2MAEModel
+from modeling_s2mae import S2MAEConfig, S2MAEForPreTraining, S2MAEModel
 from modeling_s2mae.data.labelled_rasters import labelled_raster_tiles, load_class_names, spatial_split
 from modeling_s2mae.data.training import collate_pixels
 from modeling_s2mae.probing import (
@@ -272,21 +272,11 @@ def test_spatial_split_keeps_train_and_test_apart(labelled_tiles):
 
 # ---- comparison, script and callback -----------------------------------------------------------------------------
 
-TINY_MODEL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
-
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny pretraining checkpoint (12 bands, 32 px) with its processor."""
-    path = tmp_path_factory.mktemp("checkpoint")
-    config = S2MAEConfig(
-        **TINY_MODEL, image_size=32, decoder_hidden_size=32, decoder_num_hidden_layers=1,
-        decoder_num_attention_heads=2, decoder_intermediate_size=64,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    S2MAEForPreTraining(config).save_pretrained(path)
-    S2MAEImageProcessor.from_model_config(config).save_pretrained(path)
-    return path
+    return save_tiny_pretraining_checkpoint(tmp_path_factory.mktemp("checkpoint"))
 
 
 def test_compare_representations_reports_every_baseline(tmp_path: Path):

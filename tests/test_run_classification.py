@@ -14,10 +14,10 @@ import rasterio
 import torch
 from safetensors.torch import load_file
 
-from modeling_s2mae import S2MAEConfig, S2MAEForImageClassification, S2MAEForPreTraining, S2MAEImageProcessor
+from modeling_s2mae import S2MAEConfig, S2MAEForImageClassification, S2MAEImageProcessor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
-from model_tester import TINY_ENCODER  # noqa: E402
+from model_tester import TINY_ENCODER, save_tiny_pretraining_checkpoint  # noqa: E402
 from run_classification import main  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -53,15 +53,7 @@ def eurosat_copy(sample_data: Path, tmp_path: Path) -> Path:
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny pretraining checkpoint (encoder + decoder) with its processor, as run_pretrain.py saves one."""
-    path = tmp_path_factory.mktemp("pretrained")
-    config = S2MAEConfig(
-        **TINY_MODEL, image_size=32, decoder_hidden_size=32, decoder_num_hidden_layers=1,
-        decoder_num_attention_heads=2, decoder_intermediate_size=64,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    S2MAEForPreTraining(config).save_pretrained(path)
-    S2MAEImageProcessor.from_model_config(config).save_pretrained(path)
-    return path
+    return save_tiny_pretraining_checkpoint(tmp_path_factory.mktemp("pretrained"))
 
 
 def classifier_checkpoint(path: Path, class_names: list[str]) -> Path:

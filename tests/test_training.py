@@ -4,14 +4,19 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from model_tester import TINY_ENCODER
+from transformers import TrainingArguments
 
 from modeling_s2mae import S2MAEConfig, S2MAEForImageClassification
 from modeling_s2mae.training import (
+    DATA_SOURCE_FLAGS,
     build_config,
     check_resume_compatible,
     find_resume_checkpoint,
+    gives_flag,
     optimizer_param_groups,
+    prepare_training_arguments,
     record_run_settings,
 )
 
@@ -113,3 +118,20 @@ def test_resuming_a_checkpoint_with_a_missing_tensor_is_an_error(tmp_path: Path)
     trainer._issue_warnings_after_load(SimpleNamespace(missing_keys=[], unexpected_keys=[]))
     with pytest.raises(ValueError, match="lacks 1 trained tensor"):
         trainer._issue_warnings_after_load(SimpleNamespace(missing_keys=["classifier.weight"], unexpected_keys=[]))
+
+
+def test_gives_flag_reads_both_flag_forms_and_whole_names_only() -> None:
+    assert gives_flag(["--max_steps", "2", "--train_dir", "x"], DATA_SOURCE_FLAGS)
+    assert gives_flag(["--dataset_name=org/d"], DATA_SOURCE_FLAGS)
+    assert not gives_flag(["--max_steps", "2", "--train_dir_extra", "x", "--probe_train_dir", "y"], DATA_SOURCE_FLAGS)
+    assert not gives_flag([], ("--scene_paths", "--pairs_csv"))
+
+
+def test_prepare_training_arguments_checks_then_sets_what_the_scripts_need(tmp_path: Path) -> None:
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    assert args.remove_unused_columns
+    prepare_training_arguments(args)
+    assert not args.remove_unused_columns and args.ddp_find_unused_parameters is False
+    assert args.dataloader_pin_memory is torch.cuda.is_available()
+    with pytest.raises(ValueError, match="--learning_rate must be positive"):
+        prepare_training_arguments(TrainingArguments(output_dir=str(tmp_path), learning_rate=0.0, report_to="none"))
