@@ -13,7 +13,6 @@ Example:
 """
 
 import logging
-import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +32,7 @@ from modeling_s2mae.training import (
     end_run,
     find_resume_checkpoint,
     load_dense_model,
+    parse_script_arguments,
     prepare_training_arguments,
     save_fine_tuned,
     start_run,
@@ -58,10 +58,8 @@ class DataArguments(SpectralDataArguments):
 
 def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, TrainingArguments]:
     parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        return parser.parse_json_file(os.path.abspath(argv[0]))
-    model_args, data_args, training_args = parser.parse_args_into_dataclasses(
-        args=["--output_dir", "outputs/s2mae-change-detection", *argv]
+    model_args, data_args, training_args = parse_script_arguments(
+        parser, argv, ["--output_dir", "outputs/s2mae-change-detection"]
     )
     if bool(data_args.oscd_root) == bool(data_args.triples_csv):
         raise ValueError("Give either --oscd_root or --triples_csv.")

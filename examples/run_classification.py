@@ -26,7 +26,6 @@ same `--linear_probe` / `--layer_decay`: the optimizer state holds one group per
 """
 
 import logging
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +57,7 @@ from modeling_s2mae.training import (
     freeze_encoder,
     gives_flag,
     label_settings,
+    parse_script_arguments,
     prepare_training_arguments,
     record_run_settings,
     save_fine_tuned,
@@ -116,13 +116,10 @@ class DataArguments(SpectralDataArguments):
 def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, TrainingArguments]:
     """Parse the command line; with no data source the sample run's defaults come first (the user's win)."""
     parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        model_args, data_args, training_args = parser.parse_json_file(os.path.abspath(argv[0]))
-    else:
-        sample_run = not gives_flag(argv, DATA_SOURCE_FLAGS)
-        defaults = [*SAMPLE_RUN_DEFAULTS, "--train_dir", str(SAMPLE_DATA / "eurosat_ms")] if sample_run else []
-        defaults = defaults or ["--output_dir", "outputs/s2mae-classification"]
-        model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=defaults + argv)
+    sample_run = not gives_flag(argv, DATA_SOURCE_FLAGS)
+    defaults = [*SAMPLE_RUN_DEFAULTS, "--train_dir", str(SAMPLE_DATA / "eurosat_ms")] if sample_run else []
+    defaults = defaults or ["--output_dir", "outputs/s2mae-classification"]
+    model_args, data_args, training_args = parse_script_arguments(parser, argv, defaults)
     if not data_args.has_source:
         raise ValueError("Give a data source: --train_dir or --dataset_name.")
     if model_args.layer_decay is not None and not 0.0 < model_args.layer_decay <= 1.0:

@@ -60,6 +60,7 @@ from modeling_s2mae.training import (
     end_run,
     find_resume_checkpoint,
     gives_flag,
+    parse_script_arguments,
     prepare_training_arguments,
     start_run,
     train_and_evaluate,
@@ -152,14 +153,13 @@ class DataArguments(SpectralDataArguments):
 def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, TrainingArguments, bool]:
     """Parse the command line; with no data source the sample run's defaults come first (the user's win)."""
     parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        return (*parser.parse_json_file(os.path.abspath(argv[0])), False)
-    sample_run = not gives_flag(argv, DATA_SOURCE_FLAGS)
+    from_json = len(argv) == 1 and argv[0].endswith(".json")
+    sample_run = not from_json and not gives_flag(argv, DATA_SOURCE_FLAGS)
     defaults = SAMPLE_RUN_DEFAULTS + ["--train_dir", *SAMPLE_SOURCES] if sample_run else []
     defaults = defaults or ["--output_dir", "outputs/s2mae-pretrain"]
     if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         defaults = [*defaults, "--use_cpu", "True"]  # several CPU processes (torchrun): DDP over gloo
-    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=defaults + argv)
+    model_args, data_args, training_args = parse_script_arguments(parser, argv, defaults)
     if not data_args.has_source:
         raise ValueError("Give a data source: --train_dir, --scene_paths or --dataset_name.")
     if data_args.dataset_name and training_args.max_steps <= 0:

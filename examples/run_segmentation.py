@@ -17,7 +17,6 @@ Example:
 """
 
 import logging
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +46,7 @@ from modeling_s2mae.training import (
     find_resume_checkpoint,
     gives_flag,
     load_dense_model,
+    parse_script_arguments,
     prepare_training_arguments,
     save_fine_tuned,
     start_run,
@@ -91,11 +91,9 @@ class DataArguments(SpectralDataArguments):
 
 def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, TrainingArguments]:
     parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        return parser.parse_json_file(os.path.abspath(argv[0]))
     sample_run = not gives_flag(argv, ("--scene_paths", "--pairs_csv"))
     defaults = SAMPLE_RUN_DEFAULTS if sample_run else ["--output_dir", "outputs/s2mae-segmentation"]
-    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=defaults + argv)
+    model_args, data_args, training_args = parse_script_arguments(parser, argv, defaults)
     if data_args.tile_size is None:
         raise ValueError("Give --tile_size: scenes are cut into tiles of the model's input size.")
     if bool(data_args.scene_paths) == bool(data_args.pairs_csv):

@@ -351,6 +351,20 @@ def gives_flag(argv: Sequence[str], flags: Iterable[str]) -> bool:
     return any(arg.split("=")[0] in flags for arg in argv)
 
 
+def parse_script_arguments(parser: Any, argv: Sequence[str], defaults: Sequence[str] = ()) -> tuple:
+    """A script's dataclasses from one JSON file (`script.py args.json`) or from `defaults` then `argv` (the
+    user's flags win). Either way the caller runs its own checks and `prepare_training_arguments` afterwards.
+
+    Args:
+        parser: An `HfArgumentParser` of the script's dataclasses.
+        argv: The command line without the program name.
+        defaults: Flags put before `argv` (a sample run's settings, a default `--output_dir`); not used with JSON.
+    """
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        return tuple(parser.parse_json_file(os.path.abspath(argv[0])))
+    return tuple(parser.parse_args_into_dataclasses(args=[*defaults, *argv]))
+
+
 def prepare_training_arguments(training_args: Any) -> None:
     """Check `TrainingArguments` (see `check_training_arguments`), then set what every S2MAE script needs: the
     collators need columns the model's signature does not name (pixel_mask), every parameter takes part in each step
@@ -602,6 +616,7 @@ __all__ = [
     "find_resume_checkpoint",
     "freeze_encoder",
     "gives_flag",
+    "parse_script_arguments",
     "load_dense_model",
     "load_image_processor",
     "saved_processor_settings",

@@ -435,3 +435,19 @@ def test_change_detection_script_bad_inputs(tmp_path, change_csv):
     with pytest.raises(ValueError, match=r"missing \['before', 'after'\]"):
         run_change_detection.main([*common, "--triples_csv", str(tmp_path / "bad.csv")])
     assert not (tmp_path / "out").exists()
+
+
+def test_a_json_arguments_file_gets_the_same_checks_and_settings_as_flags(tmp_path):
+    # a JSON file used to bypass the scripts' checks and `prepare_training_arguments`
+    config = tmp_path / "args.json"
+    config.write_text(json.dumps({"output_dir": str(tmp_path / "out"), "tile_size": 16}))
+    with pytest.raises(ValueError, match="Give either --oscd_root or --triples_csv"):
+        run_change_detection.parse_arguments([str(config)])
+    with pytest.raises(ValueError, match="Give either --scene_paths with --label_paths, or --pairs_csv"):
+        run_segmentation.parse_arguments([str(config)])
+    config.write_text(json.dumps({"output_dir": str(tmp_path / "out"), "triples_csv": "pairs.csv"}))
+    with pytest.raises(ValueError, match="Give --tile_size"):
+        run_change_detection.parse_arguments([str(config)])
+    config.write_text(json.dumps({"output_dir": str(tmp_path / "out"), "triples_csv": "pairs.csv", "tile_size": 16}))
+    _, data_args, training_args = run_change_detection.parse_arguments([str(config)])
+    assert data_args.tile_size == 16 and training_args.remove_unused_columns is False

@@ -153,3 +153,13 @@ def test_two_cpu_ranks_stream_disjoint_shards_and_save(tmp_path):
     assert seen[0] | seen[1] == all_ids, "3 steps x 2 ranks x batch 1 cover the 6 samples once"
     assert (output / "model.safetensors").exists() and (output / "checkpoint-3").is_dir()
     assert AutoModelForPreTraining.from_pretrained(output).config.image_size == 32
+
+
+def test_a_json_arguments_file_is_checked_like_flags(tmp_path: Path) -> None:
+    config = tmp_path / "args.json"
+    config.write_text(json.dumps({"output_dir": str(tmp_path / "out")}))
+    with pytest.raises(ValueError, match="Give a data source"):
+        run_pretrain.parse_arguments([str(config)])
+    config.write_text(json.dumps({"output_dir": str(tmp_path / "out"), "train_dir": [str(tmp_path)]}))
+    _, data_args, training_args, sample_run = run_pretrain.parse_arguments([str(config)])
+    assert not sample_run and training_args.remove_unused_columns is False
