@@ -28,7 +28,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
-from rasterio.enums import Resampling
+from rasterio.enums import MaskFlags, Resampling
 from rasterio.errors import RasterioError
 from rasterio.io import DatasetReader
 from rasterio.vrt import WarpedVRT
@@ -55,6 +55,11 @@ RASTER_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".jp2", ".img", ".dat", ".b
 ALLOWED_DRIVERS: tuple[str, ...] = ("GTiff", "JP2OpenJPEG", "ENVI")
 """The only GDAL drivers a file is opened with: GeoTIFF (and COG), JPEG2000, ENVI. Never VRT or any other format
 that can point at other files or URLs: a file's bytes choose nothing but pixels."""
+
+MAX_READ_BYTES = int(os.environ.get("S2MAE_MAX_READ_BYTES", 4 << 30))
+"""The most bytes one read (`read_raster`, `read_window`, a tile) decodes into memory (env `S2MAE_MAX_READ_BYTES`,
+default 4 GiB): a file's header can declare any size, and a whole-file read of a huge declared grid would exhaust
+memory instead of failing. A full Sentinel-2 tile (13 bands, 10980 x 10980, uint16) is 2.9 GiB."""
 
 SIDECAR_SUFFIX = ".bands.json"
 """A file `<raster file name>.bands.json` next to a raster, holding `{"band_names": [...]}`, names its bands."""
@@ -558,6 +563,7 @@ class _RasterStack:
             self.crs = self._common_crs(used)
             self.nodata = self._common_nodata(used, nodata)
             self.dtype = np.result_type(*[self.datasets[i].dtypes[0] for i in used])
+            self.masked_files = self._masked_files(used)
             self.grid = self._make_grid(used, target_resolution, out_shape)
             self.readers = {i: self._reader(i) for i in used}
         except BaseException:
@@ -633,6 +639,33 @@ class _RasterStack:
                 declared[0],
             )
         return declared[0] if declared else None
+
+    def _masked_files(self, used: list[int]) -> set[int]:
+        """The files whose missing pixels are marked by a GDAL mask (an internal / `.msk` mask or an alpha band)
+        rather than a nodata value; their masked pixels are written as the output's nodata when read.
+
+        Without a nodata value to write there, a float output takes NaN; an integer output needs `nodata=`.
+
+        Raises:
+            RasterReadError: an integer source with a mask and neither a declared nor a given nodata value.
+        """
+        masked = set()
+        for i in used:
+            flags = set(self.datasets[i].mask_flag_enums[0])
+            if MaskFlags.nodata not in flags and flags & {MaskFlags.per_dataset, MaskFlags.alpha}:
+                masked.add(i)
+        if masked and self.nodata is None:
+            if np.issubdtype(self.dtype, np.floating):
+                self.nodata = math.nan
+            else:
+                names = [self.paths[i].name for i in sorted(masked)]
+                raise RasterReadError(
+                    f"{names}: the missing pixels are marked by a mask (an internal mask, a .msk file or an alpha "
+                    f"band) but no nodata value is declared, and {np.dtype(self.dtype)} pixels cannot hold NaN. Pass "
+                    "nodata=<a value valid pixels never take> (e.g. nodata=0 for Sentinel-2 digital numbers; "
+                    "--nodata in the scripts): masked pixels are then written as that value."
+                )
+        return masked
 
     def _make_grid(
         self,
@@ -755,6 +788,14 @@ class _RasterStack:
             )
         else:
             height, width, transform = self.grid.height, self.grid.width, self.grid.transform
+        nbytes = len(self.selection) * height * width * np.dtype(self.dtype).itemsize
+        if nbytes > MAX_READ_BYTES:
+            raise RasterReadError(
+                f"{[str(p) for p in self.paths]}: reading {len(self.selection)} x {height} x {width} "
+                f"{np.dtype(self.dtype)} pixels at once needs {nbytes / 2**30:.1f} GiB, over the "
+                f"{MAX_READ_BYTES / 2**30:.1f} GiB limit (env S2MAE_MAX_READ_BYTES). Read the scene in windows "
+                "(read_window, iter_tiles, scene_tiles / --tile_size), or raise the limit if the memory is there."
+            )
         array = np.empty((len(self.selection), height, width), dtype=self.dtype)
         for file_index in sorted({i for i, _ in self.selection}):
             outputs = [k for k, (i, _) in enumerate(self.selection) if i == file_index]
@@ -763,9 +804,14 @@ class _RasterStack:
                 values = self.readers[file_index].read(indexes, window=window)
             except RasterioError as error:
                 raise _read_error(str(self.paths[file_index]), error) from error
+            values = values.astype(self.dtype, copy=False)
             own = self.file_nodata[file_index]
             if own is not None and own != self.nodata and not isinstance(self.readers[file_index], WarpedVRT):
-                values = np.where(values == own, np.asarray(self.nodata, dtype=values.dtype), values)
+                # in the common dtype: an integer file's nodata may become NaN when another file is float
+                values = np.where(values == own, np.asarray(self.nodata, dtype=self.dtype), values)
+            if file_index in self.masked_files:
+                masks = self.readers[file_index].read_masks(indexes, window=window)  # 0 where GDAL's mask hides
+                values = np.where(masks == 0, np.asarray(self.nodata, dtype=self.dtype), values)
             array[outputs] = values
         wavelengths, widths = self.band_wavelengths()
         return RasterSample(
@@ -966,6 +1012,7 @@ def iter_tiles(
 __all__ = [
     "ALLOWED_DRIVERS",
     "EUROSAT_MS_BANDS",
+    "MAX_READ_BYTES",
     "RASTER_SUFFIXES",
     "SENTINEL2_13_BANDS",
     "SENTINEL2_RESOLUTIONS_M",
