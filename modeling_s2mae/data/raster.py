@@ -90,6 +90,9 @@ _DESCRIPTION_WAVELENGTH = re.compile(
     rf"({_NUMBER})\s*(nanomet(?:er|re)s?|nm|micromet(?:er|re)s?|microns?|um|µm|μm)\b", re.IGNORECASE
 )
 
+_LANDSAT_NAME = re.compile(r"^L[COTEM](?:\d{14}[A-Z]{3}\d{2}|0\d_)", re.IGNORECASE)
+"""A Landsat scene id (`LE70350322011222EDC00`) or Collection product id (`LC08_L2SP_...`, `LT05_...`)."""
+
 _BAND_TOKEN = re.compile(r"(?:^|[_\-.])(B(?:0?[1-9]|1[0-2]|8A))(?=[_\-.]|$)", re.IGNORECASE)
 
 
@@ -322,18 +325,29 @@ def read_wavelengths(dataset: DatasetReader) -> tuple[list[float] | None, list[f
 
 
 def band_name_from_filename(path: PathLike) -> str | None:
-    """The Sentinel-2 band token in a file name (`..._B8A.tif` -> "B8A", `..._B04_10m.jp2` -> "B04"), or None.
+    """The band token in a file name (`..._B8A.tif` -> "B8A", `..._B04_10m.jp2` -> "B04"), or None.
 
-    When several tokens appear, the last one is taken (granule names put the band at the end).
+    Tokens are spelled the Sentinel-2 way ("B1" -> "B01"), except in files named by a Landsat scene or product id
+    (`LE70350322011222EDC00_b3.tif`, `LC08_L2SP_..._SR_B4.TIF`): Landsat band numbers are other bands (Landsat-7
+    "b3" is red, Sentinel-2 "B03" green), so they keep the Landsat spelling ("B3", "B10") and get no Sentinel-2
+    wavelength. When several tokens appear, the last one is taken (granule names put the band at the end).
     """
-    tokens = _BAND_TOKEN.findall(Path(path).name.split(".")[0])
-    return normalize_band_name(tokens[-1]) if tokens else None
+    stem = Path(path).name.split(".")[0]
+    tokens = _BAND_TOKEN.findall(stem)
+    if not tokens:
+        return None
+    if _LANDSAT_NAME.match(stem) and tokens[-1].upper() != "B8A":
+        return f"B{int(tokens[-1][1:])}"
+    return normalize_band_name(tokens[-1])
 
 
 def _band_sort_key(path: Path) -> tuple[int, str]:
     token = band_name_from_filename(path)
-    order = SENTINEL2_13_BANDS.index(token) if token in SENTINEL2_13_BANDS else len(SENTINEL2_13_BANDS)
-    return order, path.name
+    if token in SENTINEL2_13_BANDS and not _LANDSAT_NAME.match(path.name):
+        return SENTINEL2_13_BANDS.index(token), path.name
+    if token is not None:  # a Landsat band number: B2 before B10
+        return len(SENTINEL2_13_BANDS) + int(token[1:]), path.name
+    return 1000, path.name
 
 
 def _check_local_path(path: PathLike) -> None:
