@@ -44,7 +44,7 @@ def write_tif(
 ) -> Path:
     """Write (C, H, W) `array` as a GeoTIFF with band descriptions `names` and optionally an internal GDAL mask."""
     profile = {
-        "driver": "GTiff", "height": array.shape[1], "width": array.shape[2], "count": array.shape[0],
+        "driver": kw.pop("driver", "GTiff"), "height": array.shape[1], "width": array.shape[2], "count": array.shape[0],
         "dtype": array.dtype, "crs": "EPSG:32633", "transform": from_origin(500000, 5000080, res, res),
     }  # fmt: skip
     with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(path, "w", **profile, **kw) as dst:
@@ -112,6 +112,7 @@ def test_pixels_hidden_by_a_gdal_mask_are_nodata(tmp_path: Path) -> None:
     mask = np.full((8, 8), 255, np.uint8)
     mask[:, :3] = 0
     ints = write_tif(tmp_path / "m_B02.tif", np.full((1, 8, 8), 500, np.uint16), ["B02"], mask=mask)
+    assert raster_info(ints).nodata is None  # headers only: the builders list such files before nodata is known
     with pytest.raises(RasterReadError, match="nodata=") as error:
         read_raster(ints)
     assert "mask" in str(error.value) and "m_B02.tif" in str(error.value)
@@ -202,3 +203,33 @@ def test_scene_embeddings_stay_on_the_patch_grid_of_a_non_square_scene(encoder: 
     assert embeddings.shape == (16, 5, 8) and transform.a == 80.0 and not np.isnan(embeddings).any()
     aligned, _ = predictor(Window(0, 8, 32, 32))  # pixels 8..40: output rows 1..4
     np.testing.assert_allclose(embeddings[:, 4, :4], aligned.numpy()[:, 3, :4], rtol=1e-5, atol=1e-5)
+
+
+def test_a_truncated_jpeg2000_is_an_error_not_zeros(tmp_path: Path) -> None:
+    """GDAL decodes the blocks of a multi-block JPEG2000 read on worker threads whose errors are lost: a truncated
+    .jp2 used to read as zeros, silently, whole or by window, and also resampled onto another band's grid."""
+    rng = np.random.default_rng(4)
+    band = rng.integers(1, 10000, size=(1, 256, 256)).astype(np.uint16)
+    whole = write_tif(tmp_path / "whole_B05.jp2", band, ["B05"], res=20.0, driver="JP2OpenJPEG",
+                      blockxsize=64, blockysize=64, quality=100, reversible=True)  # fmt: skip
+    data = whole.read_bytes()
+    truncated = tmp_path / "cut_B05.jp2"
+    truncated.write_bytes(data[: len(data) // 2])
+    assert read_raster(whole).array.shape == (1, 256, 256)
+    with pytest.raises(RasterReadError, match="cut_B05.jp2.*truncated or corrupt"):
+        read_raster(truncated)
+    with pytest.raises(RasterReadError, match="truncated or corrupt"):
+        read_window(truncated, Window(0, 192, 128, 64))
+    fine = write_tif(tmp_path / "fine_B04.tif", np.ones((1, 512, 512), np.uint16), ["B04"])
+    with pytest.raises(RasterReadError, match="cut_B05.jp2"):
+        read_raster([fine, truncated])
+
+
+def test_partly_missing_band_descriptions_are_named(tmp_path: Path) -> None:
+    """A file describing only some of its bands used to be reported as having "no band descriptions"."""
+    path = write_tif(tmp_path / "partial.tif", np.ones((3, 4, 4), np.uint16), None)
+    with rasterio.open(path, "r+") as dst:
+        dst.set_band_description(1, "B02")
+        dst.set_band_description(3, "B04")
+    with pytest.raises(RasterReadError, match=r"missing for band\(s\) \[2\]"):
+        read_raster(path)
