@@ -233,3 +233,13 @@ def test_partly_missing_band_descriptions_are_named(tmp_path: Path) -> None:
         dst.set_band_description(3, "B04")
     with pytest.raises(RasterReadError, match=r"missing for band\(s\) \[2\]"):
         read_raster(path)
+
+
+def test_a_scene_smaller_than_the_tile_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A 20 x 1 px scene cut into 32 px tiles used to fail with a bare "No sample found"."""
+    from modeling_s2mae.data.sources import collect_records
+
+    scene = write_tif(tmp_path / "thin.tif", np.ones((12, 20, 1), np.uint16), list(S2MAEImageProcessor().band_names))
+    with pytest.raises(RasterReadError, match="smaller than the 32 px tile.*--tile_size"):
+        collect_records(scenes=[scene], tile_size=32)
+    assert "thin (20 x 1 px) is smaller than the 32 px tile" in caplog.text
