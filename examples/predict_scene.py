@@ -42,13 +42,22 @@ logger = logging.getLogger("predict_scene")
 CLASS_NODATA = 255
 
 
-def window_origins(size: int, window: int, stride: int) -> list[int]:
-    """Origins of windows of `window` px every `stride` px covering [0, size), the last one flush with the end."""
+def window_origins(size: int, window: int, stride: int, step: int = 1) -> list[int]:
+    """Origins of windows of `window` px every `stride` px covering [0, size // step * step), all multiples of `step`.
+
+    The last window ends at the last whole `step` (flush with the end when `step` is 1): with `step` the patch size,
+    every window's patches lie on the output grid of patches (an origin off that grid would shift its patches by up
+    to step - 1 pixels against the output's georeference).
+    """
     if size < window:
-        raise ValueError(f"The scene ({size} px) is smaller than the model's window ({window} px).")
-    origins = list(range(0, size - window + 1, stride))
-    if origins[-1] != size - window:
-        origins.append(size - window)
+        raise ValueError(
+            f"The scene ({size} px) is smaller than the model's window ({window} px); pad it, or use a checkpoint "
+            "whose processor size fits."
+        )
+    last = (size - window) // step * step
+    origins = list(range(0, last + 1, stride))
+    if origins[-1] != last:
+        origins.append(last)
     return origins
 
 
@@ -63,8 +72,8 @@ def scene_windows(height: int, width: int, window: int, overlap: int, step: int 
     if not 0 <= overlap < window:
         raise ValueError(f"--overlap must be in [0, {window}), got {overlap}.")
     stride = max(step, (window - overlap) // step * step)
-    for row in window_origins(height, window, stride):
-        for col in window_origins(width, window, stride):
+    for row in window_origins(height, window, stride, step):
+        for col in window_origins(width, window, stride, step):
             yield Window(col, row, window, window)
 
 

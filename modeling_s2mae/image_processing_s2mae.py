@@ -402,8 +402,8 @@ class S2MAEImageProcessor(BaseImageProcessor):
             `pixel_values` (N, C, size, size) float32 and `pixel_mask` (N, size, size) int64.
         """
         valid = torch.isfinite(images).all(dim=1)  # (N, H, W)
-        if nodata is not None:
-            valid &= (images != nodata).all(dim=1)
+        for value in _nodata_values(nodata):
+            valid &= (images != value).all(dim=1)
         num_valid = valid.flatten(1).sum(dim=1)  # (N,)
         if (num_valid == 0).any():
             empty = [start + index for index in torch.nonzero(num_valid == 0).flatten().tolist()]
@@ -460,6 +460,19 @@ class S2MAEImageProcessor(BaseImageProcessor):
             return (images - mean) / std
         low = mean - SIGMA_RANGE * std
         return ((images - low) / (2 * SIGMA_RANGE * std)).clamp(0.0, 1.0)
+
+
+def _nodata_values(nodata: float | None) -> tuple[float, ...]:
+    """The values that mark missing pixels: `nodata`, and its float32 rounding when that differs.
+
+    Float32 rasters store their nodata (e.g. -0.1, declared as a float64 by GDAL) rounded to float32, and images
+    reach the processor as float64: without the rounded value, every nodata pixel of such a file would count as
+    valid.
+    """
+    if nodata is None or math.isnan(nodata):
+        return ()
+    rounded = float(np.float32(nodata)) if abs(nodata) <= np.finfo(np.float32).max else nodata
+    return (nodata,) if rounded == nodata else (nodata, rounded)
 
 
 def _check_finite_scaled(
@@ -589,6 +602,8 @@ def _as_tensor(array: Any) -> torch.Tensor:
                 f"Expected an image of a real integer or floating dtype (uint8, uint16, int16, float32, ...), "
                 f"got dtype {array.dtype}."
             )
+        if isinstance(array, np.ma.MaskedArray):  # e.g. rasterio's read(masked=True): masked pixels are missing
+            array = np.where(np.ma.getmaskarray(array), np.nan, np.ma.getdata(array).astype(np.float64))
         # Writable: torch warns on read-only arrays (broadcast views, memory maps); this copies only those.
         tensor = torch.from_numpy(np.require(array, dtype=np.float64, requirements="W"))
     elif isinstance(array, torch.Tensor):

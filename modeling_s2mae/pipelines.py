@@ -25,12 +25,16 @@ class MultispectralFeatureExtractionPipeline(Pipeline):
     """Features of multiband images from an S2MAE encoder (`S2MAEModel`, or the encoder of a head model).
 
     Each input is one image: a numpy array or tensor (C, H, W) or (H, W, C) of raw values in any dtype the image
-    processor accepts; pass several images as a list.
+    processor accepts (a numpy masked array, as `rasterio`'s `read(masked=True)` gives, has its masked pixels left
+    out), or a `RasterSample` from `modeling_s2mae.data` (its band names and nodata are used unless given); pass
+    several images as a list.
 
     Call arguments:
         input_band_names: Names of the input's bands, in order (default: the processor's setting); the processor
             selects and reorders the model's bands from them.
         nodata: Nodata value of the input (left out of the statistics and of the pooling).
+        input_data_format: "channels_first" or "channels_last", for a shape whose first and last axes both have
+            the band count (default: inferred).
         pool: True (default) for the pooled features (D,) (mean over valid tokens, then LayerNorm); False for the
             per-token features (L, D) after the final LayerNorm.
         return_tensors: Return torch tensors rather than nested lists.
@@ -47,18 +51,21 @@ class MultispectralFeatureExtractionPipeline(Pipeline):
         nodata: float | None = None,
         pool: bool | None = None,
         return_tensors: bool | None = None,
+        input_data_format: str | None = None,
         **kwargs: Any,
     ) -> tuple[dict, dict, dict]:
         if kwargs:
             raise ValueError(
                 f"Unknown arguments {sorted(kwargs)}: the {PIPELINE_TASK} pipeline takes input_band_names, nodata, "
-                "pool and return_tensors."
+                "input_data_format, pool and return_tensors."
             )
         preprocess = {}
         if input_band_names is not None:
             preprocess["input_band_names"] = list(input_band_names)
         if nodata is not None:
             preprocess["nodata"] = nodata
+        if input_data_format is not None:
+            preprocess["input_data_format"] = input_data_format
         postprocess = {}
         if pool is not None:
             postprocess["pool"] = bool(pool)
@@ -68,6 +75,12 @@ class MultispectralFeatureExtractionPipeline(Pipeline):
 
     def preprocess(self, image: np.ndarray | torch.Tensor, **processor_kwargs: Any) -> dict[str, torch.Tensor]:
         """One image -> `pixel_values` (1, C, size, size) and `pixel_mask` (1, size, size)."""
+        if hasattr(image, "array") and hasattr(image, "band_names"):  # a RasterSample: (C, H, W), named bands
+            processor_kwargs.setdefault("input_band_names", list(image.band_names))
+            if image.nodata is not None:
+                processor_kwargs.setdefault("nodata", image.nodata)
+            processor_kwargs.setdefault("input_data_format", "channels_first")
+            image = image.array
         if isinstance(image, torch.Tensor):
             image = image.detach().cpu().numpy()
         if not isinstance(image, np.ndarray) or image.ndim != 3:

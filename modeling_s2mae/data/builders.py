@@ -468,7 +468,13 @@ def scene_tiles(
         if scene_id in seen_ids:
             scene_id = f"{scene_id}-{len(seen_ids)}"
         seen_ids.add(scene_id)
-        for window in tile_windows(info.height, info.width, tile_size, stride, drop_incomplete):
+        windows = tile_windows(info.height, info.width, tile_size, stride, drop_incomplete)
+        if not windows:
+            logger.warning(
+                "scene_tiles: %s (%d x %d px) is smaller than the %s px tile and gives no tile.",
+                scene_id, info.height, info.width, tile_size,
+            )  # fmt: skip
+        for window in windows:
             row, col = int(window.row_off), int(window.col_off)
             records.append(
                 {

@@ -19,7 +19,7 @@ import math
 import os
 import re
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
-from rasterio.enums import Resampling
+from rasterio.enums import MaskFlags, Resampling
 from rasterio.errors import RasterioError
 from rasterio.io import DatasetReader
 from rasterio.vrt import WarpedVRT
@@ -55,6 +55,11 @@ RASTER_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".jp2", ".img", ".dat", ".b
 ALLOWED_DRIVERS: tuple[str, ...] = ("GTiff", "JP2OpenJPEG", "ENVI")
 """The only GDAL drivers a file is opened with: GeoTIFF (and COG), JPEG2000, ENVI. Never VRT or any other format
 that can point at other files or URLs: a file's bytes choose nothing but pixels."""
+
+MAX_READ_BYTES = int(os.environ.get("S2MAE_MAX_READ_BYTES", 4 << 30))
+"""The most bytes one read (`read_raster`, `read_window`, a tile) decodes into memory (env `S2MAE_MAX_READ_BYTES`,
+default 4 GiB): a file's header can declare any size, and a whole-file read of a huge declared grid would exhaust
+memory instead of failing. A full Sentinel-2 tile (13 bands, 10980 x 10980, uint16) is 2.9 GiB."""
 
 SIDECAR_SUFFIX = ".bands.json"
 """A file `<raster file name>.bands.json` next to a raster, holding `{"band_names": [...]}`, names its bands."""
@@ -84,6 +89,9 @@ _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _DESCRIPTION_WAVELENGTH = re.compile(
     rf"({_NUMBER})\s*(nanomet(?:er|re)s?|nm|micromet(?:er|re)s?|microns?|um|µm|μm)\b", re.IGNORECASE
 )
+
+_LANDSAT_NAME = re.compile(r"^L[COTEM](?:\d{14}[A-Z]{3}\d{2}|0\d_)", re.IGNORECASE)
+"""A Landsat scene id (`LE70350322011222EDC00`) or Collection product id (`LC08_L2SP_...`, `LT05_...`)."""
 
 _BAND_TOKEN = re.compile(r"(?:^|[_\-.])(B(?:0?[1-9]|1[0-2]|8A))(?=[_\-.]|$)", re.IGNORECASE)
 
@@ -317,18 +325,29 @@ def read_wavelengths(dataset: DatasetReader) -> tuple[list[float] | None, list[f
 
 
 def band_name_from_filename(path: PathLike) -> str | None:
-    """The Sentinel-2 band token in a file name (`..._B8A.tif` -> "B8A", `..._B04_10m.jp2` -> "B04"), or None.
+    """The band token in a file name (`..._B8A.tif` -> "B8A", `..._B04_10m.jp2` -> "B04"), or None.
 
-    When several tokens appear, the last one is taken (granule names put the band at the end).
+    Tokens are spelled the Sentinel-2 way ("B1" -> "B01"), except in files named by a Landsat scene or product id
+    (`LE70350322011222EDC00_b3.tif`, `LC08_L2SP_..._SR_B4.TIF`): Landsat band numbers are other bands (Landsat-7
+    "b3" is red, Sentinel-2 "B03" green), so they keep the Landsat spelling ("B3", "B10") and get no Sentinel-2
+    wavelength. When several tokens appear, the last one is taken (granule names put the band at the end).
     """
-    tokens = _BAND_TOKEN.findall(Path(path).name.split(".")[0])
-    return normalize_band_name(tokens[-1]) if tokens else None
+    stem = Path(path).name.split(".")[0]
+    tokens = _BAND_TOKEN.findall(stem)
+    if not tokens:
+        return None
+    if _LANDSAT_NAME.match(stem) and tokens[-1].upper() != "B8A":
+        return f"B{int(tokens[-1][1:])}"
+    return normalize_band_name(tokens[-1])
 
 
 def _band_sort_key(path: Path) -> tuple[int, str]:
     token = band_name_from_filename(path)
-    order = SENTINEL2_13_BANDS.index(token) if token in SENTINEL2_13_BANDS else len(SENTINEL2_13_BANDS)
-    return order, path.name
+    if token in SENTINEL2_13_BANDS and not _LANDSAT_NAME.match(path.name):
+        return SENTINEL2_13_BANDS.index(token), path.name
+    if token is not None:  # a Landsat band number: B2 before B10
+        return len(SENTINEL2_13_BANDS) + int(token[1:]), path.name
+    return 1000, path.name
 
 
 def _check_local_path(path: PathLike) -> None:
@@ -390,6 +409,18 @@ def _open(path: Path) -> DatasetReader:
         "Expected a GeoTIFF, JPEG2000 or ENVI file; the file may be of another kind (VRT and other formats that "
         "point at other files are refused), truncated or corrupt."
     )
+
+
+def _decoding_env(dataset: DatasetReader) -> Any:
+    """The GDAL settings a read of `dataset` runs under: JPEG2000 decodes on the calling thread only.
+
+    GDAL's OpenJPEG driver decodes the blocks of a multi-block read on worker threads, whose errors never reach
+    rasterio: a truncated .jp2 then reads as zeros without any error (measured: the whole band of a half-truncated
+    Sentinel-2 file). Decoding on one thread makes the failure an exception, at about 1.35 x the decoding time.
+    """
+    if dataset.driver == "JP2OpenJPEG":
+        return rasterio.Env(GDAL_NUM_THREADS=1)
+    return nullcontext()
 
 
 def _read_error(path: str, error: Exception) -> RasterReadError:
@@ -466,8 +497,14 @@ def _names_from_dataset(
         return [token]
     if default is not None:
         return _check_names(default, dataset.count, path, "the default band order")
+    missing = [index for index, text in enumerate(dataset.descriptions, start=1) if not text]
+    descriptions = (
+        "no band descriptions"
+        if len(missing) == dataset.count
+        else f"band descriptions {list(dataset.descriptions)} missing for band(s) {missing}"
+    )
     raise RasterReadError(
-        f"Cannot tell the band names of {path} ({dataset.count} bands, no band descriptions, no "
+        f"Cannot tell the band names of {path} ({dataset.count} bands, {descriptions}, no "
         f"{path.name}{SIDECAR_SUFFIX} sidecar, no band token in the file name). Pass them as "
         f"band_names=[...] (e.g. band_names=EUROSAT_MS_BANDS), or write a sidecar file "
         f'{path.name}{SIDECAR_SUFFIX} holding {{"band_names": [...]}}.{_known_layouts(dataset.count)}'
@@ -558,6 +595,7 @@ class _RasterStack:
             self.crs = self._common_crs(used)
             self.nodata = self._common_nodata(used, nodata)
             self.dtype = np.result_type(*[self.datasets[i].dtypes[0] for i in used])
+            self.masked_files = self._masked_files(used)
             self.grid = self._make_grid(used, target_resolution, out_shape)
             self.readers = {i: self._reader(i) for i in used}
         except BaseException:
@@ -633,6 +671,33 @@ class _RasterStack:
                 declared[0],
             )
         return declared[0] if declared else None
+
+    def _masked_files(self, used: list[int]) -> set[int]:
+        """The files whose missing pixels are marked by a GDAL mask (an internal / `.msk` mask or an alpha band)
+        rather than a nodata value; their masked pixels are written as the output's nodata when read.
+
+        Without a nodata value to write there, a float output takes NaN; an integer output needs `nodata=`
+        (`read` raises; headers alone, as in `raster_info`, do not).
+        """
+        masked = set()
+        for i in used:
+            flags = set(self.datasets[i].mask_flag_enums[0])
+            if MaskFlags.nodata not in flags and flags & {MaskFlags.per_dataset, MaskFlags.alpha}:
+                masked.add(i)
+        if masked and self.nodata is None and np.issubdtype(self.dtype, np.floating):
+            self.nodata = math.nan
+        return masked
+
+    def _check_masks_have_nodata(self) -> None:
+        """Raise when masked pixels of an integer source would have no value to mark them."""
+        if self.masked_files and self.nodata is None:
+            names = [self.paths[i].name for i in sorted(self.masked_files)]
+            raise RasterReadError(
+                f"{names}: the missing pixels are marked by a mask (an internal mask, a .msk file or an alpha "
+                f"band) but no nodata value is declared, and {np.dtype(self.dtype)} pixels cannot hold NaN. Pass "
+                "nodata=<a value valid pixels never take> (e.g. nodata=0 for Sentinel-2 digital numbers; "
+                "--nodata in the scripts): masked pixels are then written as that value."
+            )
 
     def _make_grid(
         self,
@@ -755,17 +820,32 @@ class _RasterStack:
             )
         else:
             height, width, transform = self.grid.height, self.grid.width, self.grid.transform
+        self._check_masks_have_nodata()
+        nbytes = len(self.selection) * height * width * np.dtype(self.dtype).itemsize
+        if nbytes > MAX_READ_BYTES:
+            raise RasterReadError(
+                f"{[str(p) for p in self.paths]}: reading {len(self.selection)} x {height} x {width} "
+                f"{np.dtype(self.dtype)} pixels at once needs {nbytes / 2**30:.1f} GiB, over the "
+                f"{MAX_READ_BYTES / 2**30:.1f} GiB limit (env S2MAE_MAX_READ_BYTES). Read the scene in windows "
+                "(read_window, iter_tiles, scene_tiles / --tile_size), or raise the limit if the memory is there."
+            )
         array = np.empty((len(self.selection), height, width), dtype=self.dtype)
         for file_index in sorted({i for i, _ in self.selection}):
             outputs = [k for k, (i, _) in enumerate(self.selection) if i == file_index]
             indexes = [self.selection[k][1] for k in outputs]
             try:
-                values = self.readers[file_index].read(indexes, window=window)
+                with _decoding_env(self.datasets[file_index]):
+                    values = self.readers[file_index].read(indexes, window=window)
             except RasterioError as error:
                 raise _read_error(str(self.paths[file_index]), error) from error
+            values = values.astype(self.dtype, copy=False)
             own = self.file_nodata[file_index]
             if own is not None and own != self.nodata and not isinstance(self.readers[file_index], WarpedVRT):
-                values = np.where(values == own, np.asarray(self.nodata, dtype=values.dtype), values)
+                # in the common dtype: an integer file's nodata may become NaN when another file is float
+                values = np.where(values == own, np.asarray(self.nodata, dtype=self.dtype), values)
+            if file_index in self.masked_files:
+                masks = self.readers[file_index].read_masks(indexes, window=window)  # 0 where GDAL's mask hides
+                values = np.where(masks == 0, np.asarray(self.nodata, dtype=self.dtype), values)
             array[outputs] = values
         wavelengths, widths = self.band_wavelengths()
         return RasterSample(
@@ -966,6 +1046,7 @@ def iter_tiles(
 __all__ = [
     "ALLOWED_DRIVERS",
     "EUROSAT_MS_BANDS",
+    "MAX_READ_BYTES",
     "RASTER_SUFFIXES",
     "SENTINEL2_13_BANDS",
     "SENTINEL2_RESOLUTIONS_M",

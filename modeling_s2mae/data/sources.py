@@ -171,9 +171,15 @@ def collect_records(
         found.records += part.records
         found.skipped += part.skipped
     if not found.records:
+        hint = (
+            f" Scenes smaller than the {tile_size} px tile give no tile: lower --tile_size (tile_size) to at most "
+            "the scenes' height and width."
+            if tile_size is not None
+            else ""
+        )
         raise RasterReadError(
             f"No sample found in {[str(f) for f in folders] + [str(s) for s in scenes]} "
-            f"({found.num_skipped} bad file(s) skipped)."
+            f"({found.num_skipped} bad file(s) skipped).{hint}"
         )
     return found
 

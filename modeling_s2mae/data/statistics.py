@@ -23,6 +23,7 @@ import numpy as np
 
 from .raster import RasterSample
 from .samples import Sample
+from .transforms import valid_pixel_mask
 
 logger = logging.getLogger(__name__)
 
@@ -375,11 +376,7 @@ def compute_band_statistics(
                 "floating dtype."
             )
         fill = raster.nodata if nodata is None else nodata
-        valid = np.ones(array.shape[1:], dtype=bool)  # (H, W)
-        if array.dtype.kind == "f":
-            valid &= np.isfinite(array).all(axis=0)
-        if fill is not None:
-            valid &= (array != fill).all(axis=0)
+        valid = valid_pixel_mask(array, fill)  # (H, W), the processor's rule
         for row, index in enumerate(used):
             name = names[index]
             if name not in accumulators:

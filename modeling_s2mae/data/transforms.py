@@ -66,6 +66,8 @@ def valid_pixel_mask(array: np.ndarray, nodata: float | None) -> np.ndarray:
         valid &= np.isfinite(array).all(axis=0)
     if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
         valid &= (array != nodata).all(axis=0)
+        if np.issubdtype(array.dtype, np.floating) and abs(nodata) <= np.finfo(np.float32).max:
+            valid &= (array != float(np.float32(nodata))).all(axis=0)  # a float32 file's nodata, widened
     return valid
 
 
