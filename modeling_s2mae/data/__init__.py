@@ -69,6 +69,7 @@ from .majortom import (
 )
 from .raster import (
     EUROSAT_MS_BANDS,
+    MAX_READ_BYTES,
     RASTER_SUFFIXES,
     SENTINEL2_13_BANDS,
     SENTINEL2_RESOLUTIONS_M,
@@ -170,6 +171,7 @@ __all__ = [
     "BIGEARTHNET_43_CLASSES",
     "BIGEARTHNET_43_TO_19",
     "EUROSAT_MS_BANDS",
+    "MAX_READ_BYTES",
     "RASTER_SUFFIXES",
     "SENTINEL2_13_BANDS",
     "SENTINEL2_RESOLUTIONS_M",
