@@ -243,3 +243,21 @@ def test_a_scene_smaller_than_the_tile_says_so(tmp_path: Path, caplog: pytest.Lo
     with pytest.raises(RasterReadError, match="smaller than the 32 px tile.*--tile_size"):
         collect_records(scenes=[scene], tile_size=32)
     assert "thin (20 x 1 px) is smaller than the 32 px tile" in caplog.text
+
+
+def test_a_declared_scale_and_offset_are_named_once_not_applied(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    array = np.full((2, 8, 8), 2000, dtype=np.uint16)
+    path = write_tif(tmp_path / "scaled.tif", array, ["B04", "B08"])
+    with rasterio.open(path, "r+") as dst:
+        dst.scales, dst.offsets = (1e-4, 1e-4), (-0.1, -0.1)
+    plain = write_tif(tmp_path / "plain.tif", array, ["B04", "B08"])
+    with caplog.at_level("WARNING", logger="modeling_s2mae.data.raster"):
+        sample = read_raster(path)
+        read_window(path, Window(0, 0, 4, 4))
+        read_raster(plain)
+    assert sample.array.dtype == np.uint16 and int(sample.array[0, 0, 0]) == 2000  # as stored
+    warnings = [record.getMessage() for record in caplog.records if "not applied" in record.getMessage()]
+    assert len(warnings) == 1 and "scaled.tif" in warnings[0]
+    assert "reflectance_scale=10000, reflectance_offset=-1000" in warnings[0]

@@ -423,6 +423,37 @@ def _decoding_env(dataset: DatasetReader) -> Any:
     return nullcontext()
 
 
+_SCALE_OFFSET_WARNED: set[str] = set()
+
+
+def _warn_unapplied_scale_offset(path: Path, dataset: DatasetReader) -> None:
+    """Warn once per file when its bands declare a GDAL scale or offset, which reads do not apply.
+
+    Pixels are returned as stored (digital numbers), so the image processor's "reflectance" scaling must be told the
+    file's own conversion: physical = stored * scale + offset gives `reflectance_scale = 1 / scale` and
+    `reflectance_offset = offset / scale`. Per-band statistics ("standardize", "sigma", "dataset_range") absorb a
+    per-band scale and offset by themselves.
+    """
+    scales, offsets = dataset.scales, dataset.offsets
+    if all(scale == 1.0 for scale in scales) and all(offset == 0.0 for offset in offsets):
+        return
+    key = str(path)
+    if key in _SCALE_OFFSET_WARNED:
+        return
+    _SCALE_OFFSET_WARNED.add(key)
+    scale, offset = scales[0], offsets[0]
+    hint = f" (for band 1: reflectance_scale={1.0 / scale:g}, reflectance_offset={offset / scale:g})" if scale else ""
+    logger.warning(
+        "%s declares GDAL scales %s and offsets %s, which are not applied: pixels are read as stored. With "
+        "scaling='reflectance', set the processor's reflectance_scale / reflectance_offset to match%s; per-band "
+        "statistics scalings need nothing.",
+        path,
+        list(scales),
+        list(offsets),
+        hint,
+    )
+
+
 def _read_error(path: str, error: Exception) -> RasterReadError:
     detail = str(error.__cause__) if error.__cause__ is not None else str(error)
     return RasterReadError(f"{path}: failed to decode pixels ({detail}); the file is probably truncated or corrupt.")
@@ -596,6 +627,8 @@ class _RasterStack:
             self.nodata = self._common_nodata(used, nodata)
             self.dtype = np.result_type(*[self.datasets[i].dtypes[0] for i in used])
             self.masked_files = self._masked_files(used)
+            for i in used:
+                _warn_unapplied_scale_offset(self.paths[i], self.datasets[i])
             self.grid = self._make_grid(used, target_resolution, out_shape)
             self.readers = {i: self._reader(i) for i in used}
         except BaseException:
