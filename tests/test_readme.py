@@ -28,8 +28,8 @@ SAMPLE_README = REPO_ROOT / "sample_data" / "README.md"
 SCRIPTS = {path.stem: path for path in sorted((REPO_ROOT / "examples").glob("*.py"))}
 SCRIPTS["convert_original_to_hf"] = REPO_ROOT / "conversion" / "convert_original_to_hf.py"
 REPO_FOLDERS = "benchmarks|examples|tests|modeling_s2mae|conversion|sample_data"
-OTHER_TOOLS_FLAGS = {"--config_file", "--nproc_per_node", "--check", "--help"}
-"""Flags of accelerate, torchrun and ruff that the README names."""
+OTHER_TOOLS_FLAGS = {"--config_file", "--nproc_per_node", "--check", "--collect-only", "--help"}
+"""Flags of accelerate, torchrun, ruff and pytest that the README names."""
 
 SMALL_CONFIG = (
     "modeling_s2mae.S2MAEConfig(hidden_size=32, num_attention_heads=2, intermediate_size=64, "
@@ -92,7 +92,8 @@ def test_links_and_repository_paths_exist():
 def test_every_flag_the_readme_names_exists():
     flags = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9_-]*)", README.read_text(encoding="utf-8")))
     known = set().union(*(help_flags(name) for name in SCRIPTS))
-    assert not flags - known - OTHER_TOOLS_FLAGS
+    unknown = flags - known - OTHER_TOOLS_FLAGS
+    assert not unknown, f"no script takes {sorted(unknown)}"
 
 
 def test_each_command_line_uses_its_scripts_flags():
