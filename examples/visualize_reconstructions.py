@@ -1,4 +1,4 @@
-"""Plot S2MAE reconstructions: original / masked / reconstructed, in true colour and a false-colour composite.
+r"""Plot S2MAE reconstructions: original / masked / reconstructed, in true colour and a false-colour composite.
 
 Usage (any pretraining checkpoint folder and any raster the processor can read):
 
