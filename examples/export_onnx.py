@@ -28,6 +28,7 @@ Examples:
 
 import json
 import logging
+import math
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ from modeling_s2mae.configuration_s2mae import S2MAEConfig
 from modeling_s2mae.export import ONNX_FILE_NAME, OnnxExportReport, export_onnx
 from modeling_s2mae.image_processing_s2mae import S2MAEImageProcessor
 from modeling_s2mae.modeling_s2mae import S2MAEForImageClassification, S2MAEForPreTraining, S2MAEModel
+from modeling_s2mae.training import check_model_name_or_path
 
 logger = logging.getLogger("export_onnx")
 
@@ -69,10 +71,40 @@ class ExportArguments:
     )
 
 
-def export_checkpoint(args: ExportArguments) -> OnnxExportReport:
-    """Load the checkpoint as the model class of `args.task`, export it and write the processor and config."""
+def check_arguments(args: ExportArguments) -> None:
+    """Refuse contradictory flags and unusable paths before the (slow) load and export.
+
+    Raises:
+        ValueError: an unknown task, `--dynamic_hw` with pretraining, `--max_image_size` without `--dynamic_hw`, an
+            `--atol` that is not a positive number (a NaN would let every difference pass), a checkpoint folder that
+            does not exist, an `--output_dir` that is a file or the checkpoint folder itself.
+    """
     if args.task not in TASKS:
         raise ValueError(f"--task must be one of {sorted(TASKS)}, got {args.task!r}.")
+    if args.dynamic_hw and args.task == "pretraining":
+        raise ValueError(
+            "--dynamic_hw applies to --task encoder and classification: the pretraining graph's masking noise fixes "
+            "its grid. Leave --dynamic_hw out, or export another task."
+        )
+    if args.max_image_size is not None and not args.dynamic_hw:
+        raise ValueError("--max_image_size sets the range of --dynamic_hw: pass --dynamic_hw too, or leave it out.")
+    if not (math.isfinite(args.atol) and args.atol > 0):
+        raise ValueError(f"--atol must be a positive number, got {args.atol}.")
+    check_model_name_or_path(args.model_name_or_path)
+    output_dir = Path(args.output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ValueError(f"--output_dir {args.output_dir} is a file: give a folder to write model.onnx into.")
+    source = Path(args.model_name_or_path)
+    if source.is_dir() and output_dir.is_dir() and source.resolve() == output_dir.resolve():
+        raise ValueError(
+            f"--output_dir is the checkpoint folder {args.model_name_or_path}: the export would replace its "
+            "config.json and preprocessor_config.json. Write the export to another folder."
+        )
+
+
+def export_checkpoint(args: ExportArguments) -> OnnxExportReport:
+    """Load the checkpoint as the model class of `args.task`, export it and write the processor and config."""
+    check_arguments(args)
     model_class = TASKS[args.task]
     kwargs = {"add_pooling_layer": True} if model_class is S2MAEModel else {}
     model = model_class.from_pretrained(args.model_name_or_path, attn_implementation="sdpa", **kwargs).float()

@@ -36,7 +36,7 @@ from modeling_s2mae.data.change_detection import check_same_dates_grid
 from modeling_s2mae.data.raster import raster_info, read_window
 from modeling_s2mae.data.transforms import valid_pixel_mask
 from modeling_s2mae.modeling_s2mae_dense import S2MAEForChangeDetection, S2MAEForSemanticSegmentation
-from modeling_s2mae.training import load_image_processor
+from modeling_s2mae.training import check_model_name_or_path, load_image_processor
 
 logger = logging.getLogger("predict_scene")
 CLASS_NODATA = 255
@@ -209,9 +209,28 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def check_arguments(args: argparse.Namespace) -> None:
+    """Refuse paths and flags that would fail late (after the whole scene was predicted) or do something else than
+    asked: a model folder that does not exist, an output that is a folder or one of the input files."""
+    check_model_name_or_path(args.model)
+    output = Path(args.output)
+    if output.is_dir():
+        raise ValueError(f"--output {args.output} is a folder: give the path of the GeoTIFF to write.")
+    inputs = [Path(path) for path in [*args.scene, *(args.scene_2 or [])]]
+    if any(path.exists() and path.resolve() == output.resolve() for path in inputs):
+        raise ValueError(f"--output {args.output} is one of the input scenes: writing it would destroy the input.")
+
+
 def main(argv: list[str] | None = None) -> Path:
     args = parse_arguments(sys.argv[1:] if argv is None else argv)
+    check_arguments(args)
     model = load_model(args.model)
+    dense = isinstance(model, (S2MAEForSemanticSegmentation, S2MAEForChangeDetection))
+    if args.probabilities and not dense:
+        raise ValueError(
+            f"--probabilities applies to segmentation and change-detection checkpoints; {args.model} is an "
+            f"{type(model).__name__}, whose embeddings are written as they are. Leave --probabilities out."
+        )
     processor = load_image_processor(model.config, args.model)
     scenes = [args.scene[0] if len(args.scene) == 1 else args.scene]
     if args.scene_2:

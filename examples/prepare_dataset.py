@@ -27,6 +27,7 @@ Examples:
 import logging
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from transformers import HfArgumentParser
@@ -82,6 +83,13 @@ class PrepareDatasetArguments:
             raise ValueError("--layout scenes needs --tile_size (tile side in pixels).")
         if self.layout not in (None, "scenes") and (self.tile_size is not None or self.stride is not None):
             raise ValueError(f"--tile_size and --stride apply to --layout scenes only, not {self.layout}.")
+        source, target = Path(self.input_dir).resolve(), Path(self.output_dir).resolve()
+        if target == source or source in target.parents or target in source.parents:
+            raise ValueError(
+                f"--output_dir {self.output_dir} and --input_dir {self.input_dir} overlap: the dataset would be "
+                "written among the files it is read from (and --overwrite would replace the input). Write it to a "
+                "separate folder."
+            )
 
 
 def build_records(args: PrepareDatasetArguments) -> RecordSet:

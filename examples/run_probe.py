@@ -20,6 +20,7 @@ import logging
 import random
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from transformers import AutoImageProcessor, HfArgumentParser
@@ -31,6 +32,7 @@ from modeling_s2mae.data.labelled_rasters import load_class_names, probe_records
 from modeling_s2mae.data.training import SampleDataset
 from modeling_s2mae.data.transforms import SampleTransform
 from modeling_s2mae.probing import POOLINGS, compare_representations
+from modeling_s2mae.training import check_model_name_or_path
 
 logger = logging.getLogger("run_probe")
 
@@ -67,6 +69,45 @@ class ProbeArguments:
     batch_size: int = field(default=64)
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... (default: cuda when available)."})
     output_json: str | None = field(default=None, metadata={"help": "Write the report here."})
+
+
+def check_arguments(args: ProbeArguments) -> None:
+    """Refuse contradictory or unusable arguments before the (slow) feature extraction.
+
+    Raises:
+        ValueError: not exactly one data source; options of one source given with another (they would be
+            ignored); counts and fractions out of range; a checkpoint folder that does not exist; an
+            `--output_json` that is a folder.
+    """
+    sources = [bool(args.train_dir), bool(args.dataset_name), bool(args.scene_paths)]
+    if sum(sources) != 1:
+        raise ValueError("Give exactly one of --train_dir, --dataset_name, or --scene_paths with --label_raster.")
+    if args.scene_paths and not args.label_raster:
+        raise ValueError("--scene_paths needs --label_raster (one label raster per scene).")
+    ignored = {
+        "--label_raster": bool(args.label_raster) and not args.scene_paths,
+        "--class_names_json": bool(args.class_names_json) and not args.scene_paths,
+        "--block_size": args.block_size is not None and not args.scene_paths,
+        "--band_names": bool(args.band_names) and bool(args.dataset_name),
+    }
+    if any(ignored.values()):
+        given = [name for name, unused in ignored.items() if unused]
+        raise ValueError(
+            f"{', '.join(given)} apply to another data source than the one given (--label_raster, "
+            "--class_names_json and --block_size to --scene_paths; --band_names to --train_dir and --scene_paths): "
+            "they would be ignored. Leave them out."
+        )
+    for name in ("k", "batch_size", "tile_size"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}.")
+    for name in ("max_train_samples", "max_test_samples", "block_size"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise ValueError(f"--{name} must be >= 1 when given, got {getattr(args, name)}.")
+    if not 0.0 < args.test_fraction < 1.0:
+        raise ValueError(f"--test_fraction must be in (0, 1), got {args.test_fraction}.")
+    if args.output_json and Path(args.output_json).is_dir():
+        raise ValueError(f"--output_json {args.output_json} is a folder: give the path of the JSON file to write.")
+    check_model_name_or_path(args.model_name_or_path)
 
 
 def subset(items: list[Any], limit: int | None, seed: int) -> list[Any]:
@@ -107,9 +148,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     argv = sys.argv[1:] if argv is None else argv
     (args,) = HfArgumentParser(ProbeArguments).parse_args_into_dataclasses(args=argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    sources = [bool(args.train_dir), bool(args.dataset_name), bool(args.scene_paths)]
-    if sum(sources) != 1:
-        raise ValueError("Give exactly one of --train_dir, --dataset_name, or --scene_paths with --label_raster.")
+    check_arguments(args)
     try:
         processor = AutoImageProcessor.from_pretrained(args.model_name_or_path)
     except OSError as error:

@@ -5,11 +5,13 @@ needed to rebuild the model and to prepare its input (band names and order inclu
 """
 
 import copy
+import difflib
 import math
 from typing import Any, Literal
 
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
+from transformers.utils import logging
 
 from .masking import MaskingStrategy, num_kept_tokens
 from .sensors import (
@@ -21,6 +23,8 @@ from .sensors import (
     known_band_wavelengths,
 )
 
+logger = logging.get_logger(__name__)
+
 S2MAE_PRESETS: dict[str, dict[str, int]] = {
     "vit-s": {"hidden_size": 384, "num_hidden_layers": 12, "num_attention_heads": 6, "intermediate_size": 1536},
     "vit-b": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072},
@@ -28,6 +32,11 @@ S2MAE_PRESETS: dict[str, dict[str, int]] = {
     "vit-h": {"hidden_size": 1280, "num_hidden_layers": 32, "num_attention_heads": 16, "intermediate_size": 5120},
 }
 """Encoder sizes by name. The decoder (512 wide, 4 blocks, 16 heads) is the same for all of them."""
+
+
+PROBLEM_TYPES = (None, "single_label_classification", "multi_label_classification", "regression")
+"""Accepted values of `problem_type` (None: inferred from the first labels, see
+`S2MAEForImageClassification.compute_loss`)."""
 
 
 @strict(accept_kwargs=True)
@@ -236,6 +245,35 @@ class S2MAEConfig(PreTrainedConfig):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}.")
         self.num_kept_tokens()  # raises for a mask_ratio outside [0, 1) or one that keeps no token
+        if getattr(self, "problem_type", None) not in PROBLEM_TYPES:
+            raise ValueError(
+                f"problem_type must be one of {PROBLEM_TYPES}, got {self.problem_type!r}: an unknown value would be "
+                "trained as regression."
+            )
+
+    @classmethod
+    def from_dict(cls, config_dict: dict[str, Any], **kwargs: Any) -> "S2MAEConfig":
+        """`PreTrainedConfig.from_dict`, refusing the config of another model type (Transformers only warns, then
+        builds an S2MAE from the other model's fields and the loading fails later on missing weights, or not at
+        all)."""
+        model_type = config_dict.get("model_type")
+        if model_type is not None and model_type != cls.model_type:
+            raise ValueError(
+                f"This config is for model_type {model_type!r}, not {cls.model_type!r}: it describes another model, "
+                "which S2MAE classes cannot load. Load it with its own classes (AutoModel.from_pretrained picks "
+                "them), or convert an original S2MAE checkpoint with conversion/convert_original_to_hf.py."
+            )
+        if config_dict.get("band_names") is None:
+            logger.warning(
+                "This config.json names no band_names: the model's bands are assumed to be "
+                f"{'the 12 Sentinel-2 bands' if config_dict.get('num_channels') in (None, 12) else 'band_00, band_01, ...'}"
+                ", which may not be the bands it was trained on. Add band_names (in pixel_values order) to config.json."
+            )
+        fields = set(cls.__dataclass_fields__)
+        for key in sorted(set(config_dict) - fields):
+            if close := difflib.get_close_matches(key, fields, n=1, cutoff=0.85):
+                logger.warning(f"config.json sets {key!r}, which S2MAE does not use: did you mean {close[0]!r}?")
+        return super().from_dict(config_dict, **kwargs)
 
     @property
     def num_spectral_groups(self) -> int:

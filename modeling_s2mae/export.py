@@ -47,16 +47,20 @@ import numpy as np
 import torch
 from torch import nn
 from transformers.modeling_outputs import ImageClassifierOutput
+from transformers.utils import logging
 
 from .configuration_s2mae import S2MAEConfig
 from .masking import noise_shape
 from .modeling_s2mae import (
+    RAW_VALUE_WARNING_THRESHOLD,
     S2MAEForImageClassification,
     S2MAEForPreTraining,
     S2MAEForPreTrainingOutput,
     S2MAEModel,
     S2MAEModelOutput,
 )
+
+logger = logging.get_logger(__name__)
 
 ONNX_FILE_NAME = "model.onnx"
 """The file name `export_onnx` is given by `examples/export_onnx.py` and that `S2MAEOnnxModel.from_pretrained` reads."""
@@ -453,7 +457,13 @@ class S2MAEOnnxModel:
             expected = getattr(self.config, name, None)
             if given is None or expected is None:
                 continue
-            given = np.asarray(_to_numpy(given), dtype=np.float64).reshape(-1, len(expected))
+            given = np.asarray(_to_numpy(given), dtype=np.float64)
+            if given.ndim not in (1, 2) or given.shape[-1] != len(expected):
+                raise ValueError(
+                    f"{name} must have shape ({len(expected)},) or (batch, {len(expected)}), one value per band of "
+                    f"this graph, got shape {given.shape}."
+                )
+            given = given.reshape(-1, len(expected))
             if not np.allclose(given, np.asarray(expected, dtype=np.float64)[None], atol=1e-3):
                 raise ValueError(
                     f"This ONNX graph was exported for {name} {list(expected)}; it cannot place other bands. Export "
@@ -463,27 +473,90 @@ class S2MAEOnnxModel:
         if pixels.ndim != 4:
             raise ValueError(f"pixel_values must have shape (batch, bands, height, width), got {pixels.shape}.")
         self._check_pixel_shape(pixels.shape)
+        self._check_pixel_values(pixels)
         batch_size = pixels.shape[0]
         feeds = {"pixel_values": pixels}
         if "pixel_mask" in self.input_names:
-            feeds["pixel_mask"] = (
-                np.ones((batch_size, *pixels.shape[2:]), np.int64) if pixel_mask is None else _to_numpy(pixel_mask)
-            )
+            if pixel_mask is None:
+                feeds["pixel_mask"] = np.ones((batch_size, *pixels.shape[2:]), np.int64)
+            else:
+                feeds["pixel_mask"] = self._checked_pixel_mask(_to_numpy(pixel_mask), pixels.shape)
         elif pixel_mask is not None:
             raise ValueError("This ONNX graph was exported without a pixel_mask input (export with pixel_mask=True).")
         if "noise" in self.input_names:
+            config = self.config
+            shape = noise_shape(config.masking_strategy, batch_size, config.num_spectral_groups, config.grid_size**2)
             if noise is None:
-                config = self.config
-                spatial = config.grid_size**2
-                shape = noise_shape(config.masking_strategy, batch_size, config.num_spectral_groups, spatial)
                 noise = np.random.default_rng().random(shape, dtype=np.float32)
-            feeds["noise"] = _to_numpy(noise)
+            noise = _to_numpy(noise)
+            if tuple(noise.shape) != tuple(shape):
+                raise ValueError(
+                    f"noise for {config.masking_strategy!r} masking must have shape {tuple(shape)}, got "
+                    f"{tuple(noise.shape)} (see modeling_s2mae.masking.token_noise), or pass none."
+                )
+            if not np.isfinite(noise).all():
+                raise ValueError("noise holds NaN or inf: the hidden tokens would be arbitrary. Pass finite values.")
+            feeds["noise"] = noise
         outputs = {name: torch.from_numpy(value) for name, value in self.run(feeds).items()}
         if self.model_class == "S2MAEForPreTraining":
             return S2MAEForPreTrainingOutput(**outputs)
         if self.model_class == "S2MAEForImageClassification":
             return ImageClassifierOutput(**outputs)
         return S2MAEModelOutput(**outputs)
+
+    def _check_pixel_values(self, pixels: np.ndarray) -> None:
+        """The value checks the PyTorch model makes (which the graph cannot): a float dtype (integers are raw digital
+        numbers, which the graph would silently cast), at least one image, finite values; a warning (once) for
+        values that look like raw digital numbers.
+
+        Args:
+            pixels: (B, C, H, W).
+        """
+        if not np.issubdtype(pixels.dtype, np.floating):
+            raise ValueError(
+                f"pixel_values must be floating point scaled to [0, 1], got {pixels.dtype}: prepare images with the "
+                "exported S2MAEImageProcessor, which scales raw digital numbers."
+            )
+        if pixels.shape[0] == 0:
+            raise ValueError(f"pixel_values is an empty batch of shape {pixels.shape}: pass at least one image.")
+        if not np.isfinite(pixels).all():
+            bad = np.flatnonzero(~np.isfinite(pixels).reshape(len(pixels), -1).all(axis=1)).tolist()
+            raise ValueError(
+                f"pixel_values hold NaN or inf in images {bad[:10]}: every output of those images would be NaN. Mark "
+                "missing pixels in pixel_mask and write a finite value there (S2MAEImageProcessor writes 0)."
+            )
+        largest = float(np.abs(pixels).max())
+        if largest > RAW_VALUE_WARNING_THRESHOLD and not getattr(self, "_warned_raw_values", False):
+            self._warned_raw_values = True
+            logger.warning(
+                f"pixel_values reach {largest:g}, but the model takes values scaled to [0, 1]: these look like raw "
+                "digital numbers. Prepare images with the exported S2MAEImageProcessor. Shown once per model."
+            )
+
+    def _checked_pixel_mask(self, mask: np.ndarray, pixel_shape: tuple[int, ...]) -> np.ndarray:
+        """`mask` as the graph's int64 (B, H, W), after the checks the PyTorch model makes: its shape, values 0 / 1
+        only (the graph casts to int64, which would turn 0.5 into 0), and a valid pixel in every image of a pooling
+        model (in the whole batch for pretraining)."""
+        expected = (pixel_shape[0], *pixel_shape[2:])
+        if tuple(mask.shape) != expected:
+            raise ValueError(
+                f"pixel_mask must have shape (B, H, W) = {expected} for pixel_values of shape {tuple(pixel_shape)}, "
+                f"got {tuple(mask.shape)}. A mask is never broadcast: take it from S2MAEImageProcessor."
+            )
+        if mask.dtype != np.bool_ and not np.isin(mask, (0, 1)).all():
+            raise ValueError(
+                "pixel_mask must hold 1 for valid pixels and 0 for invalid ones, got other values "
+                f"(e.g. {np.unique(mask[~np.isin(mask, (0, 1))])[:5].tolist()})."
+            )
+        valid = mask.reshape(len(mask), -1).any(axis=1)
+        if self.model_class == "S2MAEForPreTraining" and not valid.any():
+            raise ValueError("pixel_mask marks no pixel valid in the batch: the loss is undefined.")
+        if self.model_class != "S2MAEForPreTraining" and not valid.all():
+            raise ValueError(
+                f"Images {np.flatnonzero(~valid)[:10].tolist()} have no valid pixel (pixel_mask is all zero): nothing "
+                "to pool. Leave them out of the batch."
+            )
+        return mask.astype(np.int64)
 
     def _check_pixel_shape(self, shape: tuple[int, ...]) -> None:
         """Raise a `ValueError` saying what the graph takes when `pixel_values` of `shape` (B, C, H, W) does not fit."""

@@ -4,6 +4,8 @@ Shapes use: B batch, C bands, H x W pixels, p spatial patch, s spectral patch, G
 h = H / p, w = W / p, L = G * h * w tokens (spectral-group major), K visible tokens, D width.
 """
 
+import functools
+import itertools
 import math
 import os
 from collections.abc import Callable, Iterable
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
@@ -130,6 +133,11 @@ def check_pixel_values(
             f"pixel_values is an empty batch of shape {tuple(pixel_values.shape)}: pass at least one image, "
             "(B, C, H, W) with B >= 1."
         )
+    if bands == 0 or height == 0 or width == 0:
+        raise ValueError(
+            f"pixel_values of shape {tuple(pixel_values.shape)} holds no pixel: give (B, C, H, W) with at least one "
+            f"band and H, W at least patch_size ({config.patch_size})."
+        )
     if bands % config.spectral_patch_size != 0 and config.spectral_padding != "repeat":
         raise ValueError(
             f"pixel_values has {bands} bands, not divisible by spectral_patch_size {config.spectral_patch_size}. "
@@ -187,9 +195,15 @@ def check_pixel_mask(pixel_mask: torch.Tensor, pixel_values: torch.Tensor) -> No
     )
 
 
-def check_pixel_value_range(pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None, warn: bool = True) -> bool:
-    """Raise a `ValueError` for NaN / inf in `pixel_values`; warn (when `warn`) about values that look like raw
-    digital numbers. Reads tensor values: eager mode only (see `is_tracing`).
+def check_pixel_value_range(
+    pixel_values: torch.Tensor,
+    pixel_mask: torch.Tensor | None,
+    warn: bool = True,
+    compute_dtype: torch.dtype | None = None,
+) -> bool:
+    """Raise a `ValueError` for NaN / inf in `pixel_values`, or for values the model's `compute_dtype` cannot hold;
+    warn (when `warn`) about values that look like raw digital numbers. Reads tensor values: eager mode only (see
+    `is_tracing`).
 
     A non-finite value is an error even at a pixel `pixel_mask` marks invalid: the cube embedding mixes it into its
     token and attention spreads it to every token of the image. `S2MAEImageProcessor` writes 0 at invalid pixels.
@@ -198,12 +212,22 @@ def check_pixel_value_range(pixel_values: torch.Tensor, pixel_mask: torch.Tensor
         pixel_values: (B, C, H, W) float, B >= 1.
         pixel_mask: (B, H, W) or None, 1 for valid pixels.
         warn: Log the raw-values warning when the values exceed `RAW_VALUE_WARNING_THRESHOLD`.
+        compute_dtype: The dtype the model casts `pixel_values` to (its weights'); values beyond its largest finite
+            number (a float64 1e39 for a float32 model, 7e4 for a float16 one) would become inf there.
 
     Returns:
         True when the values exceed `RAW_VALUE_WARNING_THRESHOLD` (the caller warns only once).
     """
     low, high = torch.aminmax(pixel_values.detach())
-    low, high = torch.stack([low, high]).float().tolist()  # one device sync
+    low, high = torch.stack([low, high]).double().tolist()  # one device sync
+    if math.isfinite(low) and math.isfinite(high) and compute_dtype is not None and compute_dtype.is_floating_point:
+        largest = torch.finfo(compute_dtype).max
+        if max(-low, high) > largest:
+            raise ValueError(
+                f"pixel_values reach {max(-low, high):g} in {pixel_values.dtype}, beyond the largest {compute_dtype} "
+                f"number ({largest:g}) the model computes in: they would become inf. The model takes values scaled "
+                "to [0, 1]: prepare images with S2MAEImageProcessor."
+            )
     if not (math.isfinite(low) and math.isfinite(high)):
         finite = torch.isfinite(pixel_values.detach())  # (B, C, H, W)
         bad_images = torch.nonzero(~finite.flatten(1).all(dim=1)).flatten().tolist()
@@ -226,6 +250,75 @@ def check_pixel_value_range(pixel_values: torch.Tensor, pixel_mask: torch.Tensor
             "shown once per model."
         )
     return raw
+
+
+def check_pixel_mask_values(pixel_mask: torch.Tensor) -> None:
+    """Raise a `ValueError` when `pixel_mask` holds values other than finite numbers in [0, 1] (1 valid, 0 invalid).
+
+    The mask weights tokens in the pooling and pixels in the loss: a negative, NaN or larger weight would silently
+    skew both (a mask of -1 everywhere pools like a mask of ones; a NaN mask makes every feature NaN). Reads tensor
+    values: eager mode only (see `is_tracing`).
+
+    Args:
+        pixel_mask: (B, H, W), any real dtype.
+    """
+    if pixel_mask.dtype == torch.bool or pixel_mask.numel() == 0:
+        return
+    low, high = torch.aminmax(pixel_mask.detach())
+    low, high = torch.stack([low, high]).double().tolist()
+    if not (math.isfinite(low) and math.isfinite(high) and 0.0 <= low and high <= 1.0):
+        bad = ~torch.isfinite(pixel_mask.detach().double()) | (pixel_mask < 0) | (pixel_mask > 1)
+        examples = pixel_mask[bad].unique()[:5].tolist()
+        raise ValueError(
+            f"pixel_mask must hold 1 for valid pixels and 0 for invalid ones (values in [0, 1]), but {int(bad.sum())} "
+            f"of its values are not (e.g. {examples}). Take the mask from S2MAEImageProcessor, or build it as "
+            "(mask > 0).long() from a mask with other codes."
+        )
+
+
+def check_hidden_states_selection(output_hidden_states: Any, num_hidden_layers: int) -> Any:
+    """Check an `output_hidden_states` argument: None, a bool, or an index / a list of indices into the
+    `num_hidden_layers + 1` hidden states (negative ones from the end).
+
+    Returns:
+        The argument, a single index as a one-element list (Transformers' output capture takes an index of 0 for
+        False).
+
+    Raises:
+        ValueError: for another type, or an index out of range (it would silently select nothing).
+    """
+    if output_hidden_states is None or isinstance(output_hidden_states, bool):
+        return output_hidden_states
+    count = num_hidden_layers + 1
+    indices = [output_hidden_states] if isinstance(output_hidden_states, int) else output_hidden_states
+    if not isinstance(indices, (list, tuple)) or not all(
+        isinstance(index, int) and not isinstance(index, bool) for index in indices
+    ):
+        raise ValueError(
+            "output_hidden_states must be a bool, or an index or list of indices into the "
+            f"{count} hidden states (embeddings + {num_hidden_layers} layers), got {output_hidden_states!r}."
+        )
+    wrong = [index for index in indices if not -count <= index < count]
+    if wrong:
+        raise ValueError(
+            f"output_hidden_states selects {wrong}, out of range: there are {count} hidden states (embeddings + "
+            f"{num_hidden_layers} layers), indices {-count}..{count - 1}."
+        )
+    return list(indices)
+
+
+def selects_valid_hidden_states(forward: Callable) -> Callable:
+    """Decorate `S2MAEModel.forward` (outside `capture_outputs`) to check `output_hidden_states` first."""
+
+    @functools.wraps(forward)
+    def wrapper(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        if "output_hidden_states" in kwargs:
+            kwargs["output_hidden_states"] = check_hidden_states_selection(
+                kwargs["output_hidden_states"], self.config.num_hidden_layers
+            )
+        return forward(self, *args, **kwargs)
+
+    return wrapper
 
 
 def token_weights_from_pixel_mask(pixel_mask: torch.Tensor, num_groups: int, patch_size: int) -> torch.Tensor:
@@ -537,13 +630,32 @@ class S2MAEPreTrainedModel(PreTrainedModel):
         an incomplete file: tensors of the checkpoint's own class (`config.architectures`), and the encoder's
         (`embeddings`, `encoder`, `layernorm`) whatever the class, must all be there.
 
+        Also refused: a truncated or damaged `.safetensors` file, and weights holding NaN or inf (a diverged run).
+
         Raises:
-            ValueError: naming the checkpoint and the missing tensors.
+            ValueError: naming the checkpoint and the missing (or non-finite) tensors.
         """
         output_loading_info = kwargs.pop("output_loading_info", False)
-        model, info = super().from_pretrained(
-            pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
-        )
+        try:
+            model, info = super().from_pretrained(
+                pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
+            )
+        except SafetensorError as error:
+            raise ValueError(
+                f"{pretrained_model_name_or_path}: a .safetensors weights file is truncated or damaged ({error}). "
+                "Save or download the checkpoint again."
+            ) from error
+        not_finite = [
+            name
+            for name, tensor in itertools.chain(model.named_parameters(), model.named_buffers())
+            if tensor.is_floating_point() and tensor.device.type != "meta" and not bool(torch.isfinite(tensor).all())
+        ]
+        if not_finite:
+            raise ValueError(
+                f"{pretrained_model_name_or_path}: {len(not_finite)} tensor(s) of the checkpoint hold NaN or inf, "
+                f"e.g. {not_finite[:5]}: every output would be NaN. The training run that saved it diverged, or the "
+                "file is damaged: use an earlier checkpoint."
+            )
         missing = required_missing_keys(model, info["missing_keys"])
         if missing:
             architectures = model.config.architectures or ["an S2MAE"]
@@ -731,21 +843,31 @@ class S2MAEModel(S2MAEPreTrainedModel):
         pixel_mask: torch.Tensor | None,
         interpolate_pos_encoding: bool = False,
         by_wavelength: bool = False,
+        noise: torch.Tensor | None = None,
     ) -> None:
         """Raise a `ValueError` for inputs the model would process into a silently wrong result: shapes (also while
-        tracing), then, in eager mode, NaN / inf values; warn once per model about raw digital numbers.
+        tracing), then, in eager mode, NaN / inf values (or values the model's dtype cannot hold), mask values
+        outside [0, 1] and non-finite masking noise; warn once per model about raw digital numbers.
 
         Args:
             pixel_values: (B, C, H, W).
             pixel_mask: (B, H, W) or None.
+            noise: The masking noise or None.
         """
         check_pixel_values(pixel_values, self.config, interpolate_pos_encoding, by_wavelength)
         if pixel_mask is not None:
             check_pixel_mask(pixel_mask, pixel_values)
         if is_tracing():
             return
+        if pixel_mask is not None:
+            check_pixel_mask_values(pixel_mask)
+        if noise is not None and isinstance(noise, torch.Tensor) and not bool(torch.isfinite(noise).all()):
+            raise ValueError(
+                "noise holds NaN or inf: masking sorts the noise, so the hidden tokens would be arbitrary. Pass finite "
+                "values (e.g. torch.rand), or no noise for random masking."
+            )
         warned = getattr(self, "_warned_raw_values", False)
-        if check_pixel_value_range(pixel_values, pixel_mask, warn=not warned):
+        if check_pixel_value_range(pixel_values, pixel_mask, warn=not warned, compute_dtype=self.dtype):
             self._warned_raw_values = True
 
     def set_input_embeddings(self, value: nn.Module) -> None:
@@ -757,6 +879,7 @@ class S2MAEModel(S2MAEPreTrainedModel):
             )
         self.embeddings.cube_embeddings = value
 
+    @selects_valid_hidden_states
     @capture_outputs(tie_last_hidden_states=False)
     def forward(
         self,
@@ -792,7 +915,7 @@ class S2MAEModel(S2MAEPreTrainedModel):
 
         `hidden_states` and `attentions` are recorded by Transformers' `capture_outputs` hooks.
         """
-        self.check_inputs(pixel_values, pixel_mask, interpolate_pos_encoding, band_wavelengths is not None)
+        self.check_inputs(pixel_values, pixel_mask, interpolate_pos_encoding, band_wavelengths is not None, noise)
         output_attentions = bool(self.config.output_attentions if output_attentions is None else output_attentions)
         apply_masking = apply_masking or noise is not None
         embeddings, mask, ids_restore, ids_keep = self.embeddings(
@@ -873,6 +996,8 @@ class S2MAEForPreTraining(S2MAEPreTrainedModel):
 
     def patchify(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, L, s * p * p); each cube ordered band-within-cube, then pixel row, then column."""
+        if pixel_values.ndim != 4:
+            raise ValueError(f"patchify takes (B, C, H, W) pixel values, got shape {tuple(pixel_values.shape)}.")
         batch_size, bands, height, width = pixel_values.shape
         s, p = self.config.spectral_patch_size, self.config.patch_size
         if bands % s or height % p or width % p:
@@ -1043,6 +1168,18 @@ class S2MAEForImageClassification(S2MAEPreTrainedModel):
         Returns:
             The scalar loss.
         """
+        if not isinstance(labels, torch.Tensor):
+            raise ValueError(f"labels must be a torch.Tensor, got {type(labels).__name__}: pass torch.tensor(labels).")
+        if self.num_labels < 1:
+            raise ValueError(
+                "This model has no classification head (num_labels=0): it returns pooled features, with no loss. "
+                "Build it with num_labels set to the number of classes to train it."
+            )
+        if labels.ndim == 0 or labels.shape[0] != logits.shape[0]:
+            raise ValueError(
+                f"labels of shape {tuple(labels.shape)} do not match the batch of {logits.shape[0]} images: give one "
+                "label (or one row of labels) per image."
+            )
         if self.config.problem_type is None:
             if self.num_labels == 1:
                 self.config.problem_type = "regression"
@@ -1067,8 +1204,28 @@ class S2MAEForImageClassification(S2MAEPreTrainedModel):
                     f"got {tuple(labels.shape)}."
                 )
             labels = labels.float()
-        else:
+            if not is_tracing() and bool(((labels < 0) | (labels > 1) | labels.isnan()).any()):
+                raise ValueError(
+                    "multi-label classification needs multi-hot labels with values in [0, 1] (1: the class is "
+                    f"present), got values {labels.unique()[:10].tolist()}."
+                )
+        elif self.config.problem_type == "regression":
+            batch_size = len(labels)
+            expected = [(batch_size, self.num_labels)] if self.num_labels > 1 else [(batch_size,), (batch_size, 1)]
+            if tuple(labels.shape) not in expected:
+                raise ValueError(
+                    f"regression with num_labels={self.num_labels} needs targets of shape "
+                    f"{' or '.join(str(shape) for shape in expected)}, got {tuple(labels.shape)}: other shapes would "
+                    "be broadcast against the (B, num_labels) logits into a wrong loss."
+                )
             labels = labels.float()
+            if not is_tracing() and not bool(torch.isfinite(labels).all()):
+                raise ValueError("regression targets hold NaN or inf: the loss would be NaN. Drop or fill them.")
+        else:
+            raise ValueError(
+                f"Unknown problem_type {self.config.problem_type!r}: use 'single_label_classification', "
+                "'multi_label_classification' or 'regression'."
+            )
         return self.loss_function(labels, logits.float(), self.config)
 
     def forward(

@@ -51,11 +51,18 @@ ARCHITECTURE_FIELDS = (
     "intermediate_size",
     "decoder_hidden_size",
     "decoder_num_hidden_layers",
+    "decoder_num_attention_heads",
+    "decoder_intermediate_size",
     "image_size",
     "patch_size",
     "spectral_patch_size",
     "band_names",
     "position_embedding_type",
+    "wavelength_projection",
+    "spectral_padding",
+    "qkv_bias",
+    "use_final_layernorm",
+    "hidden_act",
 )
 """Config fields that must agree between a checkpoint and the run that resumes it."""
 
@@ -250,6 +257,40 @@ def freeze_encoder(model: torch.nn.Module) -> int:
     return sum(param.numel() for param in model.parameters() if param.requires_grad)
 
 
+_SAFETENSORS_MAX_HEADER = 100_000_000
+"""The largest header safetensors reads; a larger header length means the file is not safetensors at all."""
+
+
+def _safetensors_truncation(path: Path) -> str | None:
+    """Why the safetensors file `path` is shorter (or longer) than its own header says, or None.
+
+    A save cut short (killed, disk full) leaves the 8-byte header length and possibly part of the JSON header: the
+    file then ends before the header does, or before the last tensor's data. Reads the header only.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        prefix = handle.read(8)
+        if len(prefix) < 8:
+            return f"truncated ({size} bytes, shorter than the 8-byte header length)"
+        header_size = int.from_bytes(prefix, "little")
+        if header_size > _SAFETENSORS_MAX_HEADER:
+            return None  # not a safetensors file: the loader names that itself
+        if size < 8 + header_size:
+            return f"truncated within its header ({size} of at least {8 + header_size} bytes)"
+        try:
+            header = json.loads(handle.read(header_size))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return "damaged (its header does not parse)"
+    try:
+        ends = [int(entry["data_offsets"][1]) for key, entry in header.items() if key != "__metadata__"]
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError):
+        return "damaged (its header is not a table of tensors)"
+    expected = 8 + header_size + max(ends, default=0)
+    if size != expected:
+        return f"truncated or damaged ({size} bytes, its header describes {expected})"
+    return None
+
+
 def _checkpoint_complete(folder: Path) -> str | None:
     """None when `folder` is a complete Trainer checkpoint, else why not."""
     state = folder / "trainer_state.json"
@@ -262,8 +303,15 @@ def _checkpoint_complete(folder: Path) -> str | None:
     weights = list(folder.glob("*.safetensors")) + list(folder.glob("pytorch_model*.bin"))
     if not weights or any(path.stat().st_size == 0 for path in weights):
         return "no model weights"
+    for path in folder.glob("*.safetensors"):
+        if (problem := _safetensors_truncation(path)) is not None:
+            return f"{path.name} is {problem}"
     if not (folder / "config.json").is_file():
         return "no config.json"
+    try:
+        json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        return f"config.json does not parse ({error})"
     return None
 
 
@@ -300,7 +348,26 @@ def check_resume_compatible(checkpoint: str | os.PathLike[str], config: S2MAECon
     Raises:
         ValueError: naming every field that differs and how to start afresh.
     """
-    saved = json.loads((Path(checkpoint) / "config.json").read_text(encoding="utf-8"))
+    config_path = Path(checkpoint) / "config.json"
+    if not config_path.is_file():
+        raise ValueError(
+            f"Cannot resume from {checkpoint}: {config_path} does not exist. Pass a checkpoint-N folder written by "
+            "this script (with config.json, the weights and trainer_state.json), or leave --resume_from_checkpoint "
+            "out to resume from the newest complete one in --output_dir."
+        )
+    try:
+        saved = json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(
+            f"Cannot resume from {checkpoint}: its config.json does not parse ({error}); the checkpoint is damaged or "
+            "half-written. Move it aside and resume from an earlier one, or start afresh."
+        ) from None
+    if not isinstance(saved, dict) or saved.get("model_type") != config.model_type:
+        found = saved.get("model_type") if isinstance(saved, dict) else type(saved).__name__
+        raise ValueError(
+            f"Cannot resume from {checkpoint}: its config.json is for model_type {found!r}, not "
+            f"{config.model_type!r}. Pass a checkpoint of this run, or use another --output_dir."
+        )
     current = config.to_dict()
     differing = [
         f"{name}: checkpoint {saved.get(name)!r}, this run {current.get(name)!r}"
