@@ -325,6 +325,7 @@ class S2MAEConfig(PreTrainedConfig):
 
 __all__ = [
     "EUROSAT_MS_BANDS",
+    "PROBLEM_TYPES",
     "S2MAEConfig",
     "S2MAE_PRESETS",
     "SENTINEL2_13_BANDS",

@@ -22,7 +22,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import ImageClassifierOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput, logging
-from transformers.utils.output_capturing import OutputRecorder, capture_outputs
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs, maybe_install_capturing_hooks
 
 from .configuration_s2mae import S2MAEConfig
 from .masking import mask_tokens, num_kept_tokens, token_noise
@@ -833,6 +833,9 @@ class S2MAEModel(S2MAEPreTrainedModel):
         )
         self.pooler = S2MAEPooler(config) if add_pooling_layer else None
         self.post_init()
+        # Transformers installs its output-capture hooks lazily, on the first call, under a lock that
+        # torch.compile(fullgraph=True) cannot trace: install them now (they do nothing unless outputs are asked for)
+        maybe_install_capturing_hooks(self)
 
     def get_input_embeddings(self) -> S2MAECubeEmbeddings:
         return self.embeddings.cube_embeddings

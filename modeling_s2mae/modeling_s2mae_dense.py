@@ -28,7 +28,7 @@ from transformers.models.upernet.modeling_upernet import UperNetHead
 from transformers.utils import ModelOutput
 
 from .configuration_s2mae import S2MAEConfig
-from .modeling_s2mae import S2MAEModel, S2MAEPreTrainedModel, check_pixel_mask
+from .modeling_s2mae import S2MAEModel, S2MAEPreTrainedModel, check_pixel_mask, is_tracing
 from .position_embeddings import WavelengthsLike
 
 DENSE_DEFAULTS: dict[str, Any] = {
@@ -375,7 +375,8 @@ def check_dense_labels(labels: torch.Tensor, num_labels: int, ignore_index: int,
         shape: (B, C, H, W) of the input the labels belong to.
 
     Raises:
-        ValueError: wrong shape or dtype, or ids outside [0, num_labels) that are not `ignore_index`.
+        ValueError: wrong shape or dtype, or ids outside [0, num_labels) that are not `ignore_index` (this value
+            check runs in eager mode only, not in traced or compiled graphs).
     """
     expected = (shape[0], shape[2], shape[3])
     if tuple(labels.shape) != expected:
@@ -383,6 +384,8 @@ def check_dense_labels(labels: torch.Tensor, num_labels: int, ignore_index: int,
     if labels.is_floating_point() or labels.dtype == torch.bool:
         raise ValueError(f"labels must be integer class ids, got {labels.dtype}.")
     labels = labels.long()
+    if is_tracing():  # a value check needs a data-dependent branch: eager mode only
+        return labels
     bad = (labels != ignore_index) & ((labels < 0) | (labels >= num_labels))
     if bool(bad.any()):
         values = sorted({int(v) for v in labels[bad].unique()[:10]})
@@ -415,9 +418,18 @@ def dense_cross_entropy(
         labels = labels.masked_fill(pixel_mask.to(labels.device) == 0, ignore_index)
     weights = dense_setting(config, "class_weights")
     weight = None if weights is None else torch.tensor([float(v) for v in weights], device=logits.device)
-    if not bool((labels != ignore_index).any()):
-        return logits.float().sum() * 0.0
-    return nn.functional.cross_entropy(logits.float(), labels, weight=weight, ignore_index=ignore_index)
+    # cross_entropy's weighted mean, written without a data-dependent branch (traceable by torch.compile /
+    # torch.export): the sum of the per-pixel losses over the sum of the counted pixels' class weights, 0 (with a
+    # gradient) when no pixel is counted
+    per_pixel = nn.functional.cross_entropy(
+        logits.float(), labels, weight=weight, ignore_index=ignore_index, reduction="none"
+    )  # (B, H, W), 0 where ignored
+    counted = labels != ignore_index
+    if weight is None:
+        pixel_weights = counted.float()
+    else:
+        pixel_weights = weight[labels.masked_fill(~counted, 0)] * counted
+    return per_pixel.sum() / pixel_weights.sum().clamp(min=torch.finfo(torch.float32).tiny)
 
 
 class S2MAEForSemanticSegmentation(S2MAEDensePreTrainedModel):

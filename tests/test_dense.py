@@ -127,6 +127,23 @@ def test_segmentation_loads_encoder_and_ignores_pixels(checkpoint):
         model(pixels, labels=torch.full((2, 32, 32), 3))
 
 
+def test_segmentation_with_labels_compiles_without_graph_breaks(checkpoint):
+    model = S2MAEForSemanticSegmentation.from_pretrained(checkpoint, num_labels=3, class_weights=[1.0, 2.0, 0.5])
+    model.eval()
+    pixels, labels = torch.rand(2, 12, 32, 32), torch.randint(0, 3, (2, 32, 32))
+    labels[:, :4] = 255
+    torch._dynamo.reset()
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")  # fails on any graph break
+    with torch.no_grad():
+        output = model(pixels, labels=labels)
+        torch.testing.assert_close(compiled(pixels, labels=labels).loss, output.loss)
+        weight = torch.tensor([1.0, 2.0, 0.5])
+        expected = torch.nn.functional.cross_entropy(output.logits, labels, weight=weight, ignore_index=255)
+        torch.testing.assert_close(output.loss, expected)
+        no_label = model(pixels, labels=torch.full_like(labels, 255)).loss
+    assert no_label.item() == 0.0
+
+
 def test_class_weights_change_the_loss(checkpoint):
     model = S2MAEForSemanticSegmentation.from_pretrained(checkpoint, num_labels=2).eval()
     pixels, labels = torch.rand(1, 12, 32, 32), torch.randint(0, 2, (1, 32, 32))
