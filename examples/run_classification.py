@@ -52,6 +52,7 @@ from modeling_s2mae.training import (
     build_config,
     check_checkpoint_labels,
     check_model_name_or_path,
+    check_resume_compatible,
     end_run,
     find_resume_checkpoint,
     freeze_encoder,
@@ -191,6 +192,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         training_args.accelerator_config.dispatch_batches = False
 
     resume = training_args.resume_from_checkpoint or find_resume_checkpoint(training_args.output_dir)
+    if resume:
+        check_resume_compatible(resume, model.config)
     settings = {"linear_probe": model_args.linear_probe, "layer_decay": model_args.layer_decay}
     record_run_settings(training_args.output_dir, settings, resuming=bool(resume))
     multi_label = data.problem_type == MULTI_LABEL

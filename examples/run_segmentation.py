@@ -42,6 +42,7 @@ from modeling_s2mae.modeling_s2mae_dense import S2MAEForSemanticSegmentation
 from modeling_s2mae.training import (
     DenseModelArguments,
     S2MAETrainer,
+    check_resume_compatible,
     end_run,
     find_resume_checkpoint,
     gives_flag,
@@ -179,6 +180,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         compute_metrics=metrics_fn, preprocess_logits_for_metrics=argmax_logits,
     )  # fmt: skip
     resume = training_args.resume_from_checkpoint or find_resume_checkpoint(training_args.output_dir)
+    if resume:
+        check_resume_compatible(resume, model.config)
     metrics = train_and_evaluate(trainer, resume)
     metrics["num_train_tiles"], metrics["num_eval_tiles"] = len(train), len(evaluation)
     if evaluation_set is not None:

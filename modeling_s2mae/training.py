@@ -63,8 +63,15 @@ ARCHITECTURE_FIELDS = (
     "qkv_bias",
     "use_final_layernorm",
     "hidden_act",
+    # the per-pixel heads (`modeling_s2mae_dense.DENSE_DEFAULTS`), compared when the checkpoint records them
+    "out_indices",
+    "spectral_merge",
+    "add_fpn",
+    "decode_channels",
+    "pool_scales",
+    "change_fusion",
 )
-"""Config fields that must agree between a checkpoint and the run that resumes it."""
+"""Config fields that must agree between a checkpoint and the run that resumes it (and the number of labels)."""
 
 
 def build_config(preset: str = "sample", config_overrides: str | None = None, **fields: Any) -> S2MAEConfig:
@@ -374,6 +381,9 @@ def check_resume_compatible(checkpoint: str | os.PathLike[str], config: S2MAECon
         for name in ARCHITECTURE_FIELDS
         if name in saved and _normalised(saved.get(name)) != _normalised(current.get(name))
     ]
+    saved_labels = saved.get("id2label")
+    if isinstance(saved_labels, dict) and len(saved_labels) != config.num_labels:
+        differing.append(f"num_labels: checkpoint {len(saved_labels)}, this run {config.num_labels}")
     if differing:
         raise ValueError(
             f"{checkpoint} holds a model that differs from this run's ({'; '.join(differing)}). Resuming would train "

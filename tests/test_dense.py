@@ -365,6 +365,9 @@ def test_segmentation_script_metrics_card_and_resume(tmp_path):
     assert resumed["train_steps"] == 3 and json.loads((tmp_path / "metrics.json").read_text())["train_steps"] == 3
     state = json.loads((tmp_path / "checkpoint-2" / "trainer_state.json").read_text())
     assert state["global_step"] == 2
+    # resuming the same folder with another head is refused before training, naming the difference
+    with pytest.raises(ValueError, match="decode_channels: checkpoint 16, this run 8"):
+        run_segmentation.main([*args, "--max_steps", "4", "--decode_channels", "8"])
 
 
 def test_segmentation_script_bad_inputs(tmp_path, checkpoint):

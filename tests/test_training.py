@@ -96,6 +96,9 @@ def test_resume_refuses_a_checkpoint_of_another_model(tmp_path: Path) -> None:
     assert "another --output_dir" in str(info.value)
     with pytest.raises(ValueError, match="hidden_size"):
         check_resume_compatible(tmp_path, S2MAEConfig(**{**TINY_MODEL, "hidden_size": 64}, image_size=32))
+    S2MAEConfig(**TINY_MODEL, image_size=32, num_labels=5).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="num_labels: checkpoint 5, this run 3"):
+        check_resume_compatible(tmp_path, S2MAEConfig(**TINY_MODEL, image_size=32, num_labels=3))
 
 
 def test_run_settings_must_repeat_on_resume(tmp_path: Path) -> None:
