@@ -16,6 +16,7 @@ from modeling_s2mae.data.statistics import (
     BandStatistics,
     _BandAccumulator,
     compute_band_statistics,
+    warn_mixed_units,
 )
 from modeling_s2mae.image_processing_s2mae import S2MAEImageProcessor
 from modeling_s2mae.sensors import SENTINEL2_BANDS
@@ -288,3 +289,18 @@ def test_bad_inputs_raise(eurosat, t60hwb):
     del broken["bands"]["B01"]["std"]
     with pytest.raises(ValueError, match="Malformed"):
         BandStatistics.from_dict(broken)
+
+
+def test_a_dataset_mixing_reflectance_and_digital_numbers_is_named(eurosat, caplog):
+    digital_numbers = eurosat[0]  # uint16 EuroSAT-MS, means in the thousands
+    reflectance = dataclasses.replace(
+        digital_numbers, array=digital_numbers.array.astype(np.float32) / 10000.0, source=["reflectance.tif"]
+    )
+    with caplog.at_level(logging.WARNING, logger="modeling_s2mae.data.statistics"):
+        compute_band_statistics(eurosat)  # one unit, real tiles: no warning
+        assert not [r for r in caplog.records if "mixes units" in r.getMessage()]
+        compute_band_statistics([*eurosat, reflectance])
+    messages = [r.getMessage() for r in caplog.records if "mixes units" in r.getMessage()]
+    assert len(messages) == 1 and "reflectance.tif" in messages[0]
+    assert warn_mixed_units([(0.02, "water"), (0.9, "cloud")]) is False  # dark water to bright cloud, one unit
+    assert warn_mixed_units([(0.2, "a"), (1500.0, "b")]) is True

@@ -357,6 +357,7 @@ def compute_band_statistics(
         raise ValueError(f"seed must be a non-negative int, got {seed!r}.")
 
     accumulators: dict[str, _BandAccumulator] = {}
+    sample_means: list[tuple[float, str]] = []  # (mean of the valid values, source) per sample, for the units check
     num_samples = 0
     for sample in samples:
         if max_samples is not None and num_samples >= max_samples:
@@ -377,6 +378,8 @@ def compute_band_statistics(
             )
         fill = raster.nodata if nodata is None else nodata
         valid = valid_pixel_mask(array, fill)  # (H, W), the processor's rule
+        if valid.any():
+            sample_means.append((float(array[:, valid].mean(dtype=np.float64)), str(raster.source)))
         for row, index in enumerate(used):
             name = names[index]
             if name not in accumulators:
@@ -385,6 +388,7 @@ def compute_band_statistics(
 
     if num_samples == 0:
         raise ValueError("compute_band_statistics got no sample: the iterable was empty.")
+    warn_mixed_units(sample_means)
     order = list(accumulators) if band_filter is None else [name for name in band_filter if name in accumulators]
     empty = [name for name in (band_filter or order) if name not in accumulators or accumulators[name].count == 0]
     if empty:
@@ -406,6 +410,41 @@ def compute_band_statistics(
         max_pixels_per_band=max_pixels_per_band,
         seed=seed,
     )
+
+
+MIXED_UNITS_RATIO = 1000.0
+"""Brightest over darkest sample mean above which a dataset looks like two units (reflectance in [0, 1] and digital
+numbers in the thousands give about 10^4; real scenes of one unit, from dark water to bright cloud, under 10^2)."""
+
+
+def warn_mixed_units(sample_means: Sequence[tuple[float, str]]) -> bool:
+    """Warn when the samples' mean values span more than `MIXED_UNITS_RATIO`, the sign of files in different units
+    (e.g. float reflectance and integer digital numbers in one folder): one set of statistics then scales half the
+    data wrongly, silently.
+
+    Args:
+        sample_means: (mean of the sample's valid values, its source) per sample.
+
+    Returns:
+        True when it warned.
+    """
+    positive = [(mean, source) for mean, source in sample_means if mean > 0]
+    if len(positive) < 2:
+        return False
+    darkest, brightest = min(positive), max(positive)
+    if brightest[0] < MIXED_UNITS_RATIO * darkest[0]:
+        return False
+    logger.warning(
+        "The samples' mean values span %.3g (%s) to %.3g (%s), a factor of %.0f: the data looks like it mixes units "
+        "(e.g. reflectance in [0, 1] and digital numbers in the thousands), and one set of statistics would scale "
+        "part of it wrongly. Convert every file to one unit (or use separate datasets).",
+        darkest[0],
+        darkest[1],
+        brightest[0],
+        brightest[1],
+        brightest[0] / darkest[0],
+    )
+    return True
 
 
 def _band_rng(seed: int, band_name: str) -> np.random.Generator:
@@ -458,8 +497,10 @@ def _level_key(level: float) -> str:
 
 __all__ = [
     "DEFAULT_PERCENTILES",
+    "MIXED_UNITS_RATIO",
     "STATISTICS_FORMAT",
     "STATISTICS_VERSION",
     "BandStatistics",
     "compute_band_statistics",
+    "warn_mixed_units",
 ]
