@@ -114,7 +114,7 @@ def check_compile(size: str, image_size: int, device: torch.device) -> list[tupl
     torch._dynamo.reset()
     loss, gradients = loss_and_gradients(model, run, torch.compile(model, fullgraph=True))
     eager_loss, eager_gradients = loss_and_gradients(model, run, model)
-    loss_difference = abs(loss.item() - eager_loss.item())
+    loss_difference = abs(loss.item() - eager_loss.item()) / max(1.0, abs(eager_loss.item()))  # relative above 1
     gradient_difference = max(max_difference(gradients[name], eager_gradients[name]) for name in gradients)
     return [
         ("compile fullgraph pretraining loss", loss_difference <= 1e-5, f"diff {loss_difference:.2e}"),

@@ -120,8 +120,8 @@ def example_inputs(
     seed: int = 0,
     image_size: int | tuple[int, int] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Random inputs of the graph of `model`, by name: pixel values (B, C, H, W) in [0, 1], an all-valid pixel mask
-    (B, H, W), noise (pretraining).
+    """Random inputs of the graph of `model`, by name, on the model's device: pixel values (B, C, H, W) in [0, 1],
+    an all-valid pixel mask (B, H, W), noise (pretraining). Drawn on the CPU from `seed`, the same on every device.
 
     Args:
         model: One of the three S2MAE model classes.
@@ -142,7 +142,8 @@ def example_inputs(
     if pixel_mask:
         inputs["pixel_mask"] = torch.ones(batch_size, height, width, dtype=torch.long)
     input_names, _ = graph_signature(model, pixel_mask)
-    return {name: inputs[name] for name in input_names}
+    device = next(model.parameters()).device
+    return {name: inputs[name].to(device) for name in input_names}
 
 
 def _image_size(config: S2MAEConfig, image_size: int | tuple[int, int] | None) -> tuple[int, int]:
@@ -364,9 +365,9 @@ def export_onnx(
                 check_inputs["pixel_mask"][:, : config.patch_size, :] = 0
             with _eval_mode(model), torch.no_grad():
                 expected = wrapper(**check_inputs)
-            got = runtime.run({name: value.numpy() for name, value in check_inputs.items()})
+            got = runtime.run({name: value.cpu().numpy() for name, value in check_inputs.items()})
             for name, reference in zip(wrapper.output_names, expected):
-                difference = float(np.abs(got[name].astype(np.float64) - reference.double().numpy()).max())
+                difference = float(np.abs(got[name].astype(np.float64) - reference.double().cpu().numpy()).max())
                 differences[name] = max(difference, differences.get(name, 0.0))
         worst = max(differences.values())
         if worst > atol:

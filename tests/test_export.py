@@ -347,3 +347,14 @@ def test_bf16_autocast_loss_is_float32_finite_and_close_to_float32():
         assert torch.allclose(loss, expected, rtol=0.05), (loss, expected)
     pretraining_out.loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in pretraining.parameters() if p.grad is not None)
+
+
+def test_example_inputs_follow_the_model_device():
+    # export_program traces with these inputs: on a CUDA model they must be CUDA tensors (meta stands in here)
+    with torch.device("meta"):
+        model = S2MAEForPreTraining(tiny_config())
+    inputs = example_inputs(model)
+    assert {value.device.type for value in inputs.values()} == {"meta"}
+    cpu_inputs = example_inputs(build(S2MAEForPreTraining))
+    assert {value.device.type for value in cpu_inputs.values()} == {"cpu"}
+    assert torch.equal(cpu_inputs["noise"], example_inputs(build(S2MAEForPreTraining))["noise"])  # seeded
