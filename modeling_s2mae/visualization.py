@@ -65,7 +65,7 @@ def composite(
     missing = [name for name in bands if name not in band_names]
     if missing:
         raise ValueError(f"Bands {missing} are needed for this composite but the model has {list(band_names)}.")
-    rgb = torch.stack([image[list(band_names).index(name)] for name in bands], dim=-1).float().numpy()
+    rgb = torch.stack([image[list(band_names).index(name)] for name in bands], dim=-1).float().detach().cpu().numpy()
     low, high = limits if limits is not None else (float(np.percentile(rgb, 2)), float(np.percentile(rgb, 98)))
     return np.clip((rgb - low) / max(high - low, 1e-6), 0.0, 1.0), (low, high)
 
