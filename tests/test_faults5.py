@@ -15,7 +15,7 @@ from modeling_s2mae.data import bigearthnet_folder, collect_records, detect_layo
 from modeling_s2mae.data.hub_format import MULTI_LABEL, SINGLE_LABEL, row_to_sample, sample_to_row
 from modeling_s2mae.data.raster import EUROSAT_MS_BANDS, RasterNotFoundError, RasterSample
 from modeling_s2mae.data.samples import Sample
-from modeling_s2mae.data.training import SampleDataset, collate_pixels
+from modeling_s2mae.data.training import SampleDataset, collate_pixels, split_records
 from modeling_s2mae.data.transforms import SampleTransform
 
 APPLE_DOUBLE = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " * 4
@@ -158,3 +158,21 @@ def test_skip_counts_include_the_dataloader_workers() -> None:
     restored.skipped.add(samples=1)
     transform.skipped.reset()
     assert transform.skipped.samples == 0
+
+
+@pytest.mark.parametrize(
+    ("records", "message"),
+    [
+        (
+            [{"id": "a", "label": 0}, {"id": "b", "label": "Forest"}, {"id": "c", "label": 0}],
+            "label 'Forest' \\(str\\)",
+        ),
+        ([{"id": "a", "label": 0}, {"id": "b", "label": None}], "label None"),
+        ([{"id": "a", "labels": [0, 1]}, {"id": "b", "labels": [1, 0]}], "is multi-label"),
+    ],
+)
+def test_a_stratified_split_of_mixed_or_multi_labels_says_what_to_do(records: list[dict], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        split_records(records, 0.5, seed=0, by="label")
+    train, validation = split_records(records, 0.5, seed=0, by="random")
+    assert len(train) + len(validation) == len(records)
