@@ -227,6 +227,28 @@ def _existing_folder(root: PathLike) -> Path:
     return root
 
 
+def _visible(path: Path) -> bool:
+    """False for hidden entries (`.DS_Store`, macOS `._<name>.tif` resource forks, `.git`): never samples."""
+    return not path.name.startswith(".")
+
+
+def _tiles_below(folder: Path, suffixes: set[str]) -> list[Path]:
+    """Files with one of `suffixes` in `folder` and its visible sub-folders, sorted; hidden entries are left out.
+
+    Symbolic links are kept even when broken (so that the builder reports them instead of dropping the sample);
+    linked folders are not followed (no loops).
+    """
+    found: list[Path] = []
+    for path in sorted(folder.iterdir()):
+        if not _visible(path):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            found += _tiles_below(path, suffixes)
+        elif path.suffix.lower() in suffixes and (path.is_file() or path.is_symlink()):
+            found.append(path)
+    return found
+
+
 def eurosat_folder(
     root: PathLike,
     *,
@@ -239,7 +261,10 @@ def eurosat_folder(
 ) -> RecordSet:
     """Records of a folder of class sub-folders of multi-band GeoTIFFs (the EuroSAT-MS layout).
 
-    `root/<class name>/<tile>.tif`: class names are the sub-folder names, sorted; label i is `classes[i]`.
+    `root/<class name>/<tile>.tif`: class names are the sub-folder names, sorted; label i is `classes[i]`. Tiles in
+    sub-folders of a class folder belong to that class (id `<class>/<sub-folder>/<stem>`); hidden files and folders
+    (`.DS_Store`, `._<tile>.tif`) are ignored; a broken symbolic link is a bad file (raised, or skipped and listed).
+    An empty class folder is logged and keeps its class index.
 
     Args:
         root: The dataset folder.
@@ -267,11 +292,15 @@ def eurosat_folder(
     records: list[dict[str, Any]] = []
     skipped: list[SkippedFile] = []
     for label, class_name in enumerate(classes):
-        files = sorted(p for p in (root / class_name).iterdir() if p.is_file() and p.suffix.lower() in wanted)
+        files = _tiles_below(root / class_name, wanted)
         if not files:
             logger.warning("Class folder %s holds no %s file.", root / class_name, "/".join(sorted(wanted)))
         for path in files:
             try:
+                if not path.exists():
+                    raise RasterNotFoundError(
+                        f"{path} is a symbolic link to {os.readlink(path)}, which does not exist."
+                    )
                 names = resolve_band_names(path, band_names, default=default_band_names)
                 if check_files:
                     check_raster(path, names)
@@ -282,7 +311,7 @@ def eurosat_folder(
                 names = None  # unreadable header: `load_record` raises, naming the file
             records.append(
                 {
-                    "id": f"{class_name}/{path.stem}",
+                    "id": f"{class_name}/{path.relative_to(root / class_name).with_suffix('').as_posix()}",
                     "paths": [str(path)],
                     "band_names": names,
                     "label": label,
@@ -319,7 +348,7 @@ def bigearthnet_multi_hot(corine_labels: Sequence[str]) -> list[int]:
 
 def _bigearthnet_record(patch: Path, bands: Sequence[str], check_files: bool) -> dict[str, Any]:
     """The record of one BigEarthNet patch folder; raises `RasterReadError` naming the bad file."""
-    label_files = sorted(patch.glob(f"*{BIGEARTHNET_LABELS_SUFFIX}"))
+    label_files = sorted(p for p in patch.glob(f"*{BIGEARTHNET_LABELS_SUFFIX}") if _visible(p))
     if len(label_files) != 1:
         raise RasterReadError(f"{patch}: expected one *{BIGEARTHNET_LABELS_SUFFIX} file, found {len(label_files)}.")
     label_file = label_files[0]
@@ -330,7 +359,7 @@ def _bigearthnet_record(patch: Path, bands: Sequence[str], check_files: bool) ->
         raise RasterReadError(f"{label_file}: not a valid BigEarthNet label file ({error}).") from error
 
     by_band: dict[str, Path] = {}
-    for path in sorted(patch.glob("*.tif")):
+    for path in sorted(p for p in patch.glob("*.tif") if _visible(p)):
         token = band_name_from_filename(path)
         if token is not None:
             if token in by_band:

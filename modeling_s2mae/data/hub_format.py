@@ -833,23 +833,53 @@ def label_info(dataset: "Dataset | IterableDataset") -> LabelInfo:
 def row_to_sample(row: Mapping[str, Any], problem_type: str | None = None, num_classes: int = 0) -> Sample:
     """Decode one row of this format into a `Sample` (labels as the row holds them; none when `problem_type` is None).
 
+    Args:
+        row: A raw row.
+        problem_type: `SINGLE_LABEL`, `MULTI_LABEL` or None (no labels).
+        num_classes: The dataset's class count; a label must be a class index in [0, num_classes) (when > 0).
+
     Raises:
-        ValueError: a single-label row stored as unlabeled (-1) while labels are asked for.
+        ValueError: naming the row, for a single-label row stored as unlabeled (-1) or without a label while labels
+            are asked for, or a class index that is not an int in [0, num_classes) (a parquet written by another
+            tool: `datasets` does not check ClassLabel values when it reads them).
     """
     sample = Sample(id=str(row.get("id", "<no id>")), raster=decode_row(row))
     if problem_type == SINGLE_LABEL:
-        if row["label"] < 0:
+        label = row.get("label")
+        if label is None or (_is_index(label) and label < 0):
             raise ValueError(
-                f"Row {sample.id!r} is unlabeled (label -1); filter such rows out first "
-                "(dataset.filter(lambda row: row['label'] >= 0)) or pass with_labels=False."
+                f"Row {sample.id!r} is unlabeled (label {label!r}); filter such rows out first "
+                "(dataset.filter(lambda row: row['label'] is not None and row['label'] >= 0)) or pass "
+                "with_labels=False."
             )
-        sample.label = int(row["label"])
+        sample.label = _class_index(label, num_classes, sample.id, "label")
     elif problem_type == MULTI_LABEL:
+        indices = row.get("labels")
+        if indices is None or isinstance(indices, (str, bytes)) or not isinstance(indices, Iterable):
+            raise ValueError(
+                f"Row {sample.id!r}: 'labels' must be a list of class indices, got {indices!r}; filter such rows out "
+                "or pass with_labels=False."
+            )
         multi_hot = [0] * num_classes
-        for index in row["labels"]:
-            multi_hot[index] = 1
+        for index in indices:
+            multi_hot[_class_index(index, num_classes, sample.id, "labels")] = 1
         sample.labels = multi_hot
     return sample
+
+
+def _is_index(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _class_index(value: Any, num_classes: int, row_id: str, column: str) -> int:
+    """`value` as a class index in [0, num_classes), or a ValueError naming the row."""
+    if not _is_index(value) or value < 0 or (num_classes > 0 and value >= num_classes):
+        raise ValueError(
+            f"Row {row_id!r}: {column} value {value!r} is not a class index in [0, {num_classes}) of the dataset's "
+            f"{num_classes} classes; the parquet was not written by write_hub_dataset or its features (class names) "
+            "do not match its rows. Rewrite it, or fix the class names in the dataset card."
+        )
+    return int(value)
 
 
 def to_model_inputs(

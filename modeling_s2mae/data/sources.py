@@ -23,7 +23,12 @@ LAYOUTS: tuple[str, ...] = ("eurosat", "bigearthnet", "scenes")
 
 
 def _rasters_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES)
+    """The raster files directly in `folder`, sorted; hidden files (`.DS_Store`, `._<name>.tif`) are left out."""
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES and not p.name.startswith(".")
+    )
 
 
 def detect_layout(folder: PathLike) -> Layout:
@@ -41,7 +46,8 @@ def detect_layout(folder: PathLike) -> Layout:
     per_band_children = [
         c for c in children if _rasters_in(c) and all(band_name_from_filename(p) for p in _rasters_in(c))
     ]
-    if children and not _rasters_in(root) and all(_rasters_in(child) for child in children) and not per_band_children:
+    # An empty class folder (a class with no tile yet) must not turn a class-folder dataset into scenes
+    if children and not _rasters_in(root) and any(_rasters_in(child) for child in children) and not per_band_children:
         return "eurosat"
     return "scenes"
 
@@ -140,6 +146,36 @@ def _scene_side(scene: PathLike, band_names: Sequence[str] | None) -> int:
     return min(info.height, info.width)
 
 
+def _merged_classes(parts: Sequence[tuple[PathLike, RecordSet]]) -> list[str]:
+    """The class names of several folders' records: the sorted union of class-folder names, or BigEarthNet-19.
+
+    Raises:
+        RasterReadError: single-label (class folders) and multi-label (BigEarthNet) folders are mixed.
+    """
+    single = [folder for folder, part in parts if part.classes and any("label" in r for r in part.records)]
+    multi = [folder for folder, part in parts if part.classes and any("labels" in r for r in part.records)]
+    if single and multi:
+        raise RasterReadError(
+            f"Cannot mix single-label class folders {[str(f) for f in single]} with multi-label BigEarthNet folders "
+            f"{[str(f) for f in multi]} in one dataset: give folders of one kind."
+        )
+    if multi:
+        return list(next(part.classes for _, part in parts if part.classes))
+    return sorted({name for _, part in parts for name in part.classes})
+
+
+def _relabelled(part: RecordSet, classes: Sequence[str]) -> list[dict]:
+    """`part`'s records with single labels re-indexed into `classes` (by class name): folders that hold different
+    classes otherwise give one index to different classes."""
+    if not part.classes or list(part.classes) == list(classes):
+        return part.records
+    index = {name: position for position, name in enumerate(classes)}
+    return [
+        {**record, "label": index[part.classes[record["label"]]]} if "label" in record else record
+        for record in part.records
+    ]
+
+
 def collect_records(
     folders: Sequence[PathLike] = (),
     scenes: Sequence[PathLike] = (),
@@ -152,18 +188,25 @@ def collect_records(
 ) -> RecordSet:
     """The records of several dataset folders (any layout) and scenes, with their skipped files added up.
 
+    Class folders of several folders are merged by name: `classes` is the sorted union of their names and every
+    record's `label` indexes it (a class present in only some folders keeps one index).
+
     Raises:
-        RasterReadError: a bad source (when not skipping), or no sample at all.
+        RasterReadError: a bad source (when not skipping), single- and multi-label folders mixed, or no sample at
+            all.
     """
     found = RecordSet(records=[])
+    parts: list[tuple[PathLike, RecordSet]] = []
     for folder in folders:
         part = folder_records(
             folder, tile_size=tile_size, tile_stride=tile_stride, band_names=band_names, nodata=nodata,
             skip_bad_files=skip_bad_files,
         )  # fmt: skip
-        found.records += part.records
+        parts.append((folder, part))
         found.skipped += part.skipped
-        found.classes = found.classes or part.classes
+    found.classes = _merged_classes(parts)
+    for _, part in parts:
+        found.records += _relabelled(part, found.classes)
     if scenes:
         part = scenes_records(
             scenes, tile_size, tile_stride, band_names=band_names, nodata=nodata, skip_bad_files=skip_bad_files

@@ -10,6 +10,7 @@ import random
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from .raster import RasterSample
@@ -155,6 +156,8 @@ def split_records(
                 count += sum(str(record.get("scene", record["id"])) == scene for record in records)
             validation = [r for r in records if str(r.get("scene", r["id"])) in held_out]
             return [r for r in records if str(r.get("scene", r["id"])) not in held_out], validation
+    if by == "label":
+        _check_split_labels(records)
     pools: dict[Any, list[dict[str, Any]]] = {}
     for record in records:
         pools.setdefault(record["label"] if by == "label" else 0, []).append(record)
@@ -166,6 +169,23 @@ def split_records(
         validation += [pool[i] for i in order[:count]]
         train += [pool[i] for i in order[count:]]
     return train, validation
+
+
+def _check_split_labels(records: Sequence[dict[str, Any]]) -> None:
+    """Refuse a stratified split of records without one int class index `label` each (clear errors, not a
+    TypeError from sorting mixed types or a KeyError)."""
+    for record in records:
+        label = record.get("label")
+        if "label" not in record and "labels" in record:
+            raise ValueError(
+                f"Record {record.get('id')!r} is multi-label ('labels'); a split by='label' stratifies single-label "
+                "records only: use by='random' or by='scene'."
+            )
+        if isinstance(label, bool) or not isinstance(label, (int, np.integer)) or label < 0:
+            raise ValueError(
+                f"Record {record.get('id')!r} has label {label!r} ({type(label).__name__}); a split by='label' needs "
+                "every record's 'label' as a class index (int >= 0), not class names or a mix of both."
+            )
 
 
 def collate_pixels(batch: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:

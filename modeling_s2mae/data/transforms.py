@@ -12,7 +12,7 @@ import math
 import random
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -152,23 +152,65 @@ class SpectralBinning:
         )
 
 
-@dataclass
-class SkipCounter:
-    """Thread-safe counts of what nodata-robust sampling skipped, for logging and for the run's metrics."""
+MAX_COUNTER_SLOTS = 256
+"""Processes one `SkipCounter` has slots for: the main process and up to 255 dataloader workers (more share slots)."""
 
-    samples: int = 0
-    """Samples rejected for having too few valid pixels."""
-    crops: int = 0
-    """Random crops drawn again because they had too few valid pixels."""
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+class SkipCounter:
+    """Counts of what nodata-robust sampling skipped, for logging and for the run's metrics, right across processes.
+
+    The counts live in a shared-memory tensor of one (samples, crops) slot per process: the main process writes
+    slot 0 and dataloader worker i slot i + 1, each under its own lock, so the main process sees what its forked or
+    spawned workers skipped (a plain int would be copied into each worker and the main process would read 0).
+
+    Args:
+        samples: Initial count of rejected samples.
+        crops: Initial count of redrawn crops.
+    """
+
+    def __init__(self, samples: int = 0, crops: int = 0) -> None:
+        self._counts = torch.zeros(MAX_COUNTER_SLOTS, 2, dtype=torch.int64).share_memory_()  # (slots, 2)
+        self._counts[0, 0], self._counts[0, 1] = int(samples), int(crops)
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"_counts": self._counts}  # the tensor goes to workers as shared memory; a lock cannot be pickled
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._counts = state["_counts"]
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _slot() -> int:
+        info = torch.utils.data.get_worker_info()
+        return 0 if info is None else 1 + info.id % (MAX_COUNTER_SLOTS - 1)
+
+    @property
+    def samples(self) -> int:
+        """Samples rejected for having too few valid pixels, in this process and its dataloader workers."""
+        return int(self._counts[:, 0].sum())
+
+    @property
+    def crops(self) -> int:
+        """Random crops drawn again because they had too few valid pixels, in all processes."""
+        return int(self._counts[:, 1].sum())
 
     def add(self, samples: int = 0, crops: int = 0) -> None:
+        slot = self._slot()
         with self._lock:
-            self.samples += samples
-            self.crops += crops
+            self._counts[slot, 0] += samples
+            self._counts[slot, 1] += crops
+
+    def reset(self) -> None:
+        """Set every count back to 0."""
+        with self._lock:
+            self._counts.zero_()
 
     def as_dict(self) -> dict[str, int]:
         return {"skipped_samples": self.samples, "redrawn_crops": self.crops}
+
+    def __repr__(self) -> str:
+        return f"SkipCounter(samples={self.samples}, crops={self.crops})"
 
 
 class SampleTransform:
