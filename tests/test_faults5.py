@@ -83,9 +83,13 @@ def test_folders_with_different_classes_get_one_class_list(eurosat: Path, tmp_pa
         assert found.classes[record["label"]] == record["class_name"]
 
 
-def test_single_and_multi_label_folders_cannot_be_mixed(eurosat: Path, sample_data: Path) -> None:
+def test_single_and_multi_label_folders_mix_for_pretraining_only(eurosat: Path, sample_data: Path) -> None:
     with pytest.raises(ValueError, match="Cannot mix single-label class folders"):
         collect_records([eurosat, sample_data / "bigearthnet"])
+    unlabelled = collect_records([eurosat, sample_data / "bigearthnet"], labelled=False)  # the README's sample run
+    eurosat_only, bigearthnet_only = collect_records([eurosat]), collect_records([sample_data / "bigearthnet"])
+    assert len(unlabelled.records) == len(eurosat_only.records) + len(bigearthnet_only.records)
+    assert unlabelled.classes == []
 
 
 def test_bigearthnet_patches_with_hidden_resource_forks(tmp_path: Path, sample_data: Path) -> None:

@@ -439,6 +439,7 @@ def local_training_records(
         "nodata": args.nodata,
         "skip_bad_files": args.skip_bad_files,
     }
+    options["labelled"] = labelled
     found = collect_records(args.train_dir or [], args.scene_paths or [], **options)
     if model_bands is not None:
         check_record_bands(found, model_bands, args.skip_bad_files)

@@ -146,14 +146,18 @@ def _scene_side(scene: PathLike, band_names: Sequence[str] | None) -> int:
     return min(info.height, info.width)
 
 
-def _merged_classes(parts: Sequence[tuple[PathLike, RecordSet]]) -> list[str]:
-    """The class names of several folders' records: the sorted union of class-folder names, or BigEarthNet-19.
+def _merged_classes(parts: Sequence[tuple[PathLike, RecordSet]], labelled: bool = True) -> list[str]:
+    """The class names of several folders' records: the sorted union of class-folder names, or BigEarthNet-19;
+    none (an empty list) when unlabelled folders of both kinds are mixed.
 
     Raises:
-        RasterReadError: single-label (class folders) and multi-label (BigEarthNet) folders are mixed.
+        RasterReadError: single-label (class folders) and multi-label (BigEarthNet) folders are mixed while
+            `labelled`.
     """
     single = [folder for folder, part in parts if part.classes and any("label" in r for r in part.records)]
     multi = [folder for folder, part in parts if part.classes and any("labels" in r for r in part.records)]
+    if single and multi and not labelled:
+        return []  # pretraining: the labels are not used, the images are
     if single and multi:
         raise RasterReadError(
             f"Cannot mix single-label class folders {[str(f) for f in single]} with multi-label BigEarthNet folders "
@@ -185,15 +189,20 @@ def collect_records(
     band_names: Sequence[str] | None = None,
     nodata: float | None = None,
     skip_bad_files: bool = False,
+    labelled: bool = True,
 ) -> RecordSet:
     """The records of several dataset folders (any layout) and scenes, with their skipped files added up.
 
     Class folders of several folders are merged by name: `classes` is the sorted union of their names and every
     record's `label` indexes it (a class present in only some folders keeps one index).
 
+    Args:
+        labelled: The labels will be used (classification). When False (pretraining), class folders and BigEarthNet
+            folders may be mixed; `classes` is then empty.
+
     Raises:
-        RasterReadError: a bad source (when not skipping), single- and multi-label folders mixed, or no sample at
-            all.
+        RasterReadError: a bad source (when not skipping), single- and multi-label folders mixed while `labelled`,
+            or no sample at all.
     """
     found = RecordSet(records=[])
     parts: list[tuple[PathLike, RecordSet]] = []
@@ -204,9 +213,9 @@ def collect_records(
         )  # fmt: skip
         parts.append((folder, part))
         found.skipped += part.skipped
-    found.classes = _merged_classes(parts)
+    found.classes = _merged_classes(parts, labelled)
     for _, part in parts:
-        found.records += _relabelled(part, found.classes)
+        found.records += _relabelled(part, found.classes) if found.classes else part.records
     if scenes:
         part = scenes_records(
             scenes, tile_size, tile_stride, band_names=band_names, nodata=nodata, skip_bad_files=skip_bad_files
