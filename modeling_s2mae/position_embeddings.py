@@ -493,6 +493,20 @@ class S2MAEPositionEmbeddings(nn.Module):
             band_bandwidths: C' FWHM (nm), or None (estimated from the spacing).
         """
         grid = tuple(int(value) for value in grid)
+        if (
+            band_wavelengths is None
+            and self.built_wavelengths is not None
+            and self.kind != "wavelength"
+            and grid[0] != self.grid[0]
+        ):
+            warnings.warn(
+                f"Resizing a {self.kind!r} spectral table from {self.grid[0]} to {grid[0]} groups without the new "
+                "bands' wavelengths: it is interpolated over group INDEX, which places bands of another sensor at "
+                "the wrong wavelengths. Pass band_wavelengths=[...] (nm, e.g. get_sensor('landsat7_etm')."
+                "wavelengths(band_names)) to place them by wavelength.",
+                UserWarning,
+                stacklevel=4,
+            )
         tables = self.tables_at(grid)
         if band_wavelengths is not None and self.built_wavelengths is not None and self.kind != "wavelength":
             widths = band_bandwidths if band_bandwidths is not None else estimate_bandwidths(band_wavelengths)

@@ -1,6 +1,8 @@
 """Faults on the any-sensor path: units of wavelengths, bandwidths, spectral binning of hyperspectral cubes with bad
 bands, and the wavelengths the image processor hands to a model whose band names another product reuses."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -128,3 +130,17 @@ def test_processor_wavelengths_round_trip(tmp_path):
     loaded = S2MAEImageProcessor.from_pretrained(tmp_path)
     assert loaded.band_wavelengths == oli.wavelengths(names) and loaded.band_bandwidths is None
     assert loaded.to_dict() == processor.to_dict()
+
+
+def test_resizing_an_index_table_to_another_sensor_without_wavelengths_warns():
+    """Before: `resize_position_embeddings(band_names=Landsat)` on a Sentinel-2 separable model silently interpolated
+    the spectral table over group index (and dropped the config's wavelengths)."""
+    model = S2MAEModel(tiny_config(band_names=list(SENTINEL2_BANDS)))
+    names = ["B1", "B2", "B3", "B4", "B5", "B7"]
+    with pytest.warns(UserWarning, match="interpolated over group INDEX"):
+        model.resize_position_embeddings(band_names=names)
+    model = S2MAEModel(tiny_config(band_names=list(SENTINEL2_BANDS)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.resize_position_embeddings(band_names=names, band_wavelengths=LANDSAT7.wavelengths(names))
+    assert model.config.band_wavelengths == LANDSAT7.wavelengths(names)
