@@ -19,6 +19,7 @@ from .sensors import (
     SENTINEL2_13_BANDS,
     SENTINEL2_BANDS,
     SENTINEL2_WAVELENGTHS_NM,
+    check_wavelengths_nm,
     get_sensor,
     known_band_wavelengths,
 )
@@ -195,8 +196,8 @@ class S2MAEConfig(PreTrainedConfig):
             values = getattr(self, what)
             if values is not None and not all(math.isfinite(v) and v >= 0 for v in values):
                 raise ValueError(f"{what} must be finite non-negative numbers in nanometres, got {values}.")
-        if self.band_wavelengths is not None and min(self.band_wavelengths) <= 0:
-            raise ValueError(f"band_wavelengths must be positive (nm), got {self.band_wavelengths}.")
+        if self.band_wavelengths is not None:
+            check_wavelengths_nm(self.band_wavelengths, "band_wavelengths")  # positive nm, micrometres refused
         if self.position_embedding_type == "wavelength":
             if self.band_wavelengths is None:
                 raise ValueError(

@@ -6,13 +6,14 @@ spelled out) a run over a budget, and `bin_bands_by_wavelength` reduces the band
 """
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from .configuration_s2mae import S2MAEConfig
-from .sensors import estimate_bandwidths
+from .sensors import check_bandwidths_nm, check_wavelengths_nm, estimate_bandwidths
 
 DEFAULT_MAX_TOKENS = 8192
 """Default token limit of `check_token_budget` (a 12-band S2 model at 128 px has 1,024 tokens)."""
@@ -120,48 +121,78 @@ def bin_bands_by_wavelength(
     num_bins: int | None = None,
     bin_width_nm: float | None = None,
     bandwidths: Sequence[float] | None = None,
+    valid_bands: Sequence[bool] | None = None,
 ) -> tuple[torch.Tensor, list[float], list[float]]:
     """Average bands into wavelength bins (spectral binning, e.g. 198 AVIRIS bands -> 33 bins of ~60 nm).
 
     Bins are equal-width intervals over [min, max] wavelength (`num_bins`) or of `bin_width_nm`; empty bins (water
-    absorption gaps) are dropped. Each output band is the mean of its bands; its wavelength the mean of their
-    centres and its bandwidth the span of their edges.
+    absorption gaps) are dropped. Each output band is the mean of its bands' finite values (a bad band stored as NaN,
+    or a band left out with `valid_bands`, does not turn its bin into NaN; a pixel is NaN only where all its bin's
+    bands are); its wavelength the mean of their centres and its bandwidth the span of their edges.
 
     Args:
-        pixel_values: (B, C, H, W) or (C, H, W).
-        wavelengths: C centre wavelengths in nm.
-        num_bins: Number of equal-width bins; or
+        pixel_values: (B, C, H, W) or (C, H, W), any real dtype (integers are averaged in float32).
+        wavelengths: C centre wavelengths in nm (micrometres are refused: see `sensors.check_wavelengths_nm`).
+        num_bins: Number of equal-width bins (an int >= 1); or
         bin_width_nm: width of each bin in nm.
         bandwidths: C FWHM in nm (estimated from the spacing if None).
+        valid_bands: C booleans, False for bad bands to leave out (e.g. an ENVI header's `bbl`, or the water
+            absorption bands stored as zeros); None keeps every band. Bins of only bad bands are dropped.
 
     Returns:
         (binned values (B, C', H, W) or (C', H, W), C' centre wavelengths, C' bandwidths), in wavelength order.
+
+    Raises:
+        ValueError: for a shape that does not match the wavelengths, wavelengths or bandwidths that are not valid
+            nanometres, a bin count or width that is not a positive number, or no valid band.
     """
     if (num_bins is None) == (bin_width_nm is None):
         raise ValueError("Give exactly one of num_bins or bin_width_nm.")
+    wavelengths = check_wavelengths_nm(wavelengths, "wavelengths")
     band_axis = pixel_values.ndim - 3
     if pixel_values.ndim not in (3, 4) or pixel_values.shape[band_axis] != len(wavelengths):
         raise ValueError(
             f"pixel_values must be (B, C, H, W) or (C, H, W) with C = {len(wavelengths)} wavelengths, got "
             f"{tuple(pixel_values.shape)}."
         )
-    centres = torch.tensor([float(w) for w in wavelengths], dtype=torch.float64)
-    widths = torch.tensor(list(bandwidths) if bandwidths is not None else estimate_bandwidths(wavelengths))
+    if pixel_values.is_complex() or pixel_values.dtype == torch.bool:
+        raise ValueError(f"pixel_values must hold real numbers, got dtype {pixel_values.dtype}.")
+    if not pixel_values.is_floating_point():
+        pixel_values = pixel_values.float()
+    widths = (
+        estimate_bandwidths(wavelengths)
+        if bandwidths is None
+        else check_bandwidths_nm(bandwidths, len(wavelengths), "bandwidths")
+    )
+    keep = list(range(len(wavelengths)))
+    if valid_bands is not None:
+        flags = [bool(v) for v in valid_bands]
+        if len(flags) != len(wavelengths):
+            raise ValueError(f"valid_bands has {len(flags)} flags for {len(wavelengths)} bands: give one per band.")
+        keep = [i for i, flag in enumerate(flags) if flag]
+        if not keep:
+            raise ValueError("valid_bands marks every band as bad: nothing to bin.")
+    centres = torch.tensor([wavelengths[i] for i in keep], dtype=torch.float64)
+    widths_kept = torch.tensor([widths[i] for i in keep], dtype=torch.float64)
     low, high = float(centres.min()), float(centres.max())
     if num_bins is not None:
-        if num_bins < 1:
-            raise ValueError(f"num_bins must be >= 1, got {num_bins}.")
-        width = (high - low) / num_bins or 1.0
+        if isinstance(num_bins, bool) or not isinstance(num_bins, numbers.Integral) or num_bins < 1:
+            raise ValueError(f"num_bins must be an int >= 1, got {num_bins!r}.")
+        width = (high - low) / int(num_bins) or 1.0
     else:
-        if bin_width_nm <= 0:
-            raise ValueError(f"bin_width_nm must be positive, got {bin_width_nm}.")
-        width = bin_width_nm
+        if isinstance(bin_width_nm, bool) or not (isinstance(bin_width_nm, numbers.Real) and bin_width_nm > 0):
+            raise ValueError(f"bin_width_nm must be a positive number of nanometres, got {bin_width_nm!r}.")
+        if not math.isfinite(bin_width_nm):
+            raise ValueError(f"bin_width_nm must be finite, got {bin_width_nm!r}.")
+        width = float(bin_width_nm)
     index = ((centres - low) / width).floor().long().clamp(max=max(0, math.ceil((high - low) / width) - 1))
+    positions = torch.tensor(keep)
     values, out_centres, out_widths = [], [], []
     for bin_index in index.unique(sorted=True).tolist():
-        members = torch.nonzero(index == bin_index).flatten()
-        values.append(pixel_values.index_select(band_axis, members).mean(dim=band_axis, keepdim=True))
-        member_centres, member_widths = centres[members], widths[members].to(torch.float64)
+        chosen = torch.nonzero(index == bin_index).flatten()
+        members = pixel_values.index_select(band_axis, positions[chosen].to(pixel_values.device))
+        values.append(members.nanmean(dim=band_axis, keepdim=True))  # NaN only where every member is NaN
+        member_centres, member_widths = centres[chosen], widths_kept[chosen]
         out_centres.append(float(member_centres.mean()))
         out_widths.append(
             float((member_centres + member_widths / 2).max() - (member_centres - member_widths / 2).min())

@@ -31,7 +31,14 @@ from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 from transformers.utils import TensorType, logging
 
 from .configuration_s2mae import S2MAEConfig
-from .sensors import EUROSAT_MS_BANDS, SENTINEL2_13_BANDS, SENTINEL2_BANDS, known_band_wavelengths
+from .sensors import (
+    EUROSAT_MS_BANDS,
+    SENTINEL2_13_BANDS,
+    SENTINEL2_BANDS,
+    check_bandwidths_nm,
+    check_wavelengths_nm,
+    known_band_wavelengths,
+)
 
 logger = logging.get_logger(__name__)
 
@@ -96,6 +103,8 @@ class S2MAEImageProcessorKwargs(TypedDict, total=False):
     reflectance_offset: float
     nodata: float | int | None
     minmax_eps: float
+    band_wavelengths: list[float] | None
+    band_bandwidths: list[float] | None
 
 
 class S2MAEImageProcessor(BaseImageProcessor):
@@ -141,6 +150,11 @@ class S2MAEImageProcessor(BaseImageProcessor):
         nodata: Value marking missing pixels (e.g. 0 for Sentinel-2 L1C), or `None`. Can be overridden per call.
             Non-finite values (NaN, inf) are always treated as missing.
         minmax_eps: The eps of "minmax" scaling.
+        band_wavelengths: Centre wavelengths (nm) of `band_names`, in their order (`from_model_config` copies the
+            config's), returned for input that brings none of its own. Without them, Sentinel-2 band names take the
+            registry's values; give them for a product that reuses such names for other bands (HLS L30 "B05" is
+            Landsat NIR, 865 nm, not Sentinel-2 B05, 704 nm).
+        band_bandwidths: Bandwidths (FWHM, nm) of `band_names`, with `band_wavelengths`.
 
     Example:
         >>> processor = S2MAEImageProcessor(input_band_names=EUROSAT_MS_BANDS)
@@ -173,6 +187,8 @@ class S2MAEImageProcessor(BaseImageProcessor):
         reflectance_offset: float = 0.0,
         nodata: float | int | None = None,
         minmax_eps: float = 1e-6,
+        band_wavelengths: Sequence[float] | None = None,
+        band_bandwidths: Sequence[float] | None = None,
         **kwargs: Any,
     ) -> None:
         unknown = sorted(set(kwargs) - set(_SERVICE_KWARGS))
@@ -199,11 +215,21 @@ class S2MAEImageProcessor(BaseImageProcessor):
         self.reflectance_offset = _check_number(reflectance_offset, "reflectance_offset")
         self.nodata = None if nodata is None else _check_number(nodata, "nodata", allow_int=True)
         self.minmax_eps = _check_number(minmax_eps, "minmax_eps", positive=True)
+        self.band_wavelengths, self.band_bandwidths = _check_spectral(
+            band_wavelengths,
+            band_bandwidths,
+            len(self.band_names),
+            "band_wavelengths",
+            "band_bandwidths",
+            "band_names",
+        )
         self._check_stats_cover_bands(self.scaling)
 
     @classmethod
     def from_model_config(cls, config: S2MAEConfig, **kwargs: Any) -> "S2MAEImageProcessor":
-        """Build a processor whose `band_names` and `size` are those of `config` (`band_names`, `image_size`).
+        """Build a processor whose `band_names`, `size` and band wavelengths are those of `config` (`band_names`,
+        `image_size`, `band_wavelengths`, `band_bandwidths`): the wavelengths it returns for input without its own
+        are then the model's, not the Sentinel-2 registry's for names such as "B05" that other products reuse.
 
         Args:
             config: The model's `S2MAEConfig`.
@@ -212,7 +238,12 @@ class S2MAEImageProcessor(BaseImageProcessor):
         for key in ("band_names", "size"):
             if key in kwargs:
                 raise ValueError(f"from_model_config takes {key!r} from the config; do not pass it.")
-        return cls(band_names=list(config.band_names), size=config.image_size, **kwargs)
+        spectral = {}
+        if "band_wavelengths" not in kwargs and config.band_wavelengths is not None:
+            spectral["band_wavelengths"] = list(config.band_wavelengths)
+            if "band_bandwidths" not in kwargs and config.band_bandwidths is not None:
+                spectral["band_bandwidths"] = list(config.band_bandwidths)
+        return cls(band_names=list(config.band_names), size=config.image_size, **spectral, **kwargs)
 
     def to_dict(self) -> dict[str, Any]:
         """Serialise every setting, `None` values included, for `preprocessor_config.json`."""
@@ -321,14 +352,20 @@ class S2MAEImageProcessor(BaseImageProcessor):
         if wavelengths is None:
             if bandwidths is not None:
                 raise ValueError("input_band_bandwidths was given without input_band_wavelengths: pass both.")
+            if self.band_wavelengths is not None:
+                return list(self.band_wavelengths), (
+                    None if self.band_bandwidths is None else list(self.band_bandwidths)
+                )
             known = known_band_wavelengths(self.band_names)
             return (None, None) if known is None else known
-        for what, values in (("input_band_wavelengths", wavelengths), ("input_band_bandwidths", bandwidths)):
-            if values is not None and len(values) != num_input_bands:
-                raise ValueError(
-                    f"{what} has {len(values)} values for {num_input_bands} input bands "
-                    f"({input_band_names}): give one value in nm per input band, in the input's order."
-                )
+        wavelengths, bandwidths = _check_spectral(
+            wavelengths,
+            bandwidths,
+            num_input_bands,
+            "input_band_wavelengths",
+            "input_band_bandwidths",
+            f"input bands ({input_band_names}), in the input's order",
+        )
         picked = [float(wavelengths[i]) for i in band_indices]
         return picked, None if bandwidths is None else [float(bandwidths[i]) for i in band_indices]
 
@@ -501,6 +538,29 @@ def _check_finite_scaled(
         f"that scaling={scaling!r} turns into values that are not finite in float32{example}. Mark such values as "
         "missing (nodata, or NaN in a float input) or check the input's units and the scaling statistics."
     )
+
+
+def _check_spectral(
+    wavelengths: Sequence[float] | None,
+    bandwidths: Sequence[float] | None,
+    num_bands: int,
+    what: str,
+    what_widths: str,
+    of: str,
+) -> tuple[list[float] | None, list[float] | None]:
+    """Centre wavelengths and bandwidths (nm), one per band: checked and as floats, or a clear `ValueError`
+    (another count, values that are not finite positive nanometres, micrometres, bandwidths without wavelengths)."""
+    if wavelengths is None:
+        if bandwidths is not None:
+            raise ValueError(f"{what_widths} was given without {what}: pass both (nm, one per band).")
+        return None, None
+    if len(wavelengths) != num_bands:
+        raise ValueError(
+            f"{what} has {len(wavelengths)} values for {num_bands} bands ({of}): give one value in nm per band."
+        )
+    checked = check_wavelengths_nm(wavelengths, what)
+    widths = None if bandwidths is None else check_bandwidths_nm(bandwidths, num_bands, what_widths)
+    return checked, widths
 
 
 def _check_band_names(names: Sequence[str], what: str) -> list[str]:

@@ -19,7 +19,7 @@ from torch import nn
 from torch.fx.experimental.symbolic_shapes import statically_known_true
 from transformers import initialization as init
 
-from .sensors import estimate_bandwidths
+from .sensors import MIN_WAVELENGTH_NM, check_wavelengths_nm, estimate_bandwidths
 
 WavelengthsLike = torch.Tensor | Sequence[float] | Sequence[Sequence[float]]
 """Band wavelengths or bandwidths in nm: (C,) for the whole batch or (B, C) per sample."""
@@ -225,7 +225,7 @@ def as_band_tensor(values: WavelengthsLike | None, num_bands: int, what: str) ->
 
     Raises:
         ValueError: for a shape other than (C,) / (B, C), or values that are not finite and positive (bandwidths:
-            not negative).
+            not negative), or wavelengths below `sensors.MIN_WAVELENGTH_NM` (micrometres given for nanometres).
     """
     if values is None:
         return None
@@ -240,6 +240,8 @@ def as_band_tensor(values: WavelengthsLike | None, num_bands: int, what: str) ->
     low_ok = tensor >= 0 if what == "band_bandwidths" else tensor > 0
     if not bool((torch.isfinite(tensor) & low_ok).all()):
         raise ValueError(f"{what} must be finite positive numbers in nanometres, got {tensor.tolist()}.")
+    if what != "band_bandwidths" and bool((tensor < MIN_WAVELENGTH_NM).any()):
+        check_wavelengths_nm(tensor.flatten().tolist(), what)  # raises, naming the unit mix-up
     return tensor
 
 
@@ -491,6 +493,20 @@ class S2MAEPositionEmbeddings(nn.Module):
             band_bandwidths: C' FWHM (nm), or None (estimated from the spacing).
         """
         grid = tuple(int(value) for value in grid)
+        if (
+            band_wavelengths is None
+            and self.built_wavelengths is not None
+            and self.kind != "wavelength"
+            and grid[0] != self.grid[0]
+        ):
+            warnings.warn(
+                f"Resizing a {self.kind!r} spectral table from {self.grid[0]} to {grid[0]} groups without the new "
+                "bands' wavelengths: it is interpolated over group INDEX, which places bands of another sensor at "
+                "the wrong wavelengths. Pass band_wavelengths=[...] (nm, e.g. get_sensor('landsat7_etm')."
+                "wavelengths(band_names)) to place them by wavelength.",
+                UserWarning,
+                stacklevel=4,
+            )
         tables = self.tables_at(grid)
         if band_wavelengths is not None and self.built_wavelengths is not None and self.kind != "wavelength":
             widths = band_bandwidths if band_bandwidths is not None else estimate_bandwidths(band_wavelengths)

@@ -18,6 +18,11 @@ from typing import NamedTuple
 
 _SENTINEL2_SPELLING = re.compile(r"^B0?([1-9]|1[0-2]|8A)$", re.IGNORECASE)
 
+MIN_WAVELENGTH_NM = 100.0
+"""The shortest centre wavelength (nm) accepted: the far-ultraviolet limit. Every optical / thermal sensor band lies
+above it, so a smaller value is a unit mix-up (micrometres, 0.49 for 490 nm; or metres), refused rather than placed
+hundreds of nanometres away from the bands the model was trained on."""
+
 
 class Band(NamedTuple):
     """One spectral band of a sensor."""
@@ -267,6 +272,58 @@ def get_sensor(name: str) -> Sensor:
     return SENSORS[key]
 
 
+def check_wavelengths_nm(values: Sequence[float], what: str = "wavelengths_nm") -> list[float]:
+    """Centre wavelengths as floats in nanometres, or a `ValueError` saying what is wrong and what to pass.
+
+    Args:
+        values: C centre wavelengths (any sequence, array or tensor of numbers).
+        what: The argument's name, for the message.
+
+    Returns:
+        C floats.
+
+    Raises:
+        ValueError: for an empty list, values that are not finite or not positive, or any value below
+            `MIN_WAVELENGTH_NM` (micrometres or metres given where nanometres are expected).
+    """
+    try:
+        floats = [float(v) for v in values]
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{what} must be a list of numbers (nm, one per band), got {values!r}.") from error
+    if not floats:
+        raise ValueError(f"{what} is empty: give one centre wavelength in nm per band.")
+    bad = [v for v in floats if not (math.isfinite(v) and v > 0)]
+    if bad:
+        raise ValueError(f"{what} must be finite positive numbers in nanometres, got {bad[:5]} among {len(floats)}.")
+    small = [v for v in floats if v < MIN_WAVELENGTH_NM]
+    if small:
+        hint = " (micrometres? multiply by 1000)" if max(small) < 30 else ""
+        raise ValueError(
+            f"{what} must be in nanometres, but {small[:5]} lie below {MIN_WAVELENGTH_NM:g} nm, outside any optical or "
+            f"thermal band{hint}: e.g. 490.0 for the blue band, not 0.49. data.raster.parse_wavelengths converts "
+            "micrometres from file metadata."
+        )
+    return floats
+
+
+def check_bandwidths_nm(values: Sequence[float], num_bands: int, what: str = "bandwidths_nm") -> list[float]:
+    """Bandwidths (FWHM) as floats in nanometres: one per band, finite and not negative (0: unknown / a line).
+
+    Raises:
+        ValueError: for another count, or values that are not finite or negative.
+    """
+    try:
+        floats = [float(v) for v in values]
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{what} must be a list of numbers (nm, one per band), got {values!r}.") from error
+    if len(floats) != num_bands:
+        raise ValueError(f"{what} has {len(floats)} values for {num_bands} bands: give one FWHM in nm per band.")
+    bad = [v for v in floats if not (math.isfinite(v) and v >= 0)]
+    if bad:
+        raise ValueError(f"{what} must be finite non-negative numbers in nanometres (FWHM), got {bad[:5]}.")
+    return floats
+
+
 def estimate_bandwidths(wavelengths_nm: Sequence[float]) -> list[float]:
     """Bandwidths (nm) estimated from band spacing: for each band, the distance to its nearest neighbour in
     wavelength (the usual FWHM ~ sampling interval of imaging spectrometers; the nearer side, so that a gap such as
@@ -309,12 +366,15 @@ def hyperspectral_sensor(
         resolution_m: Ground sampling distance, NaN when unknown.
 
     Raises:
-        ValueError: for lengths that differ, non-finite or non-positive wavelengths, or repeated names.
+        ValueError: for lengths that differ, wavelengths that are not finite positive nanometres (micrometres are
+            refused, see `check_wavelengths_nm`), negative or non-finite bandwidths, or repeated names.
     """
-    wavelengths = [float(v) for v in wavelengths_nm]
-    if not wavelengths or not all(math.isfinite(v) and v > 0 for v in wavelengths):
-        raise ValueError(f"wavelengths_nm must be a non-empty list of positive numbers (nm), got {wavelengths_nm!r}.")
-    widths = estimate_bandwidths(wavelengths) if bandwidths_nm is None else [float(v) for v in bandwidths_nm]
+    wavelengths = check_wavelengths_nm(wavelengths_nm, "wavelengths_nm")
+    widths = (
+        estimate_bandwidths(wavelengths)
+        if bandwidths_nm is None
+        else check_bandwidths_nm(bandwidths_nm, len(wavelengths), "bandwidths_nm")
+    )
     names = [f"band_{i:03d}" for i in range(len(wavelengths))] if band_names is None else list(band_names)
     if len(widths) != len(wavelengths) or len(names) != len(wavelengths):
         raise ValueError(
@@ -398,6 +458,7 @@ def band_positions(wanted: Sequence[str], available: Sequence[str]) -> list[int]
 __all__ = [
     "Band",
     "EUROSAT_MS_BANDS",
+    "MIN_WAVELENGTH_NM",
     "SENSORS",
     "SENSOR_ALIASES",
     "SENTINEL2",
@@ -409,6 +470,8 @@ __all__ = [
     "Sensor",
     "band_positions",
     "canonical_band_name",
+    "check_bandwidths_nm",
+    "check_wavelengths_nm",
     "estimate_bandwidths",
     "get_sensor",
     "hyperspectral_sensor",
