@@ -211,3 +211,23 @@ def test_the_token_budget_is_checked_before_training(tmp_path):
     with pytest.raises(ValueError, match=r"198 bands at 8 px: 66 spectral groups, 264 tokens.*--spectral_bins N"):
         run_pretrain.main(cube_command(cube, tmp_path / "run", "--spectral_patch_size", "3", "--max_tokens", "200"))
     assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_water_absorption_bands_stored_as_nodata_do_not_void_their_bins(tmp_path):
+    cube, wavelengths = write_envi_cube(tmp_path / "cube", bands=60)
+    values = np.fromfile(cube, dtype="<i2").reshape(60, 16, 16)
+    water = [index for index, w in enumerate(wavelengths) if 1340 < w < 1450 or 1800 < w < 1960]
+    values[water] = -9999  # bad bands, as many hyperspectral products store them
+    values.tofile(cube)
+    output = tmp_path / "run"
+    metrics = run_pretrain.main(cube_command(cube, output, "--spectral_bins", "12", "--nodata", "-9999"))
+    assert metrics["train_steps"] == 2 and np.isfinite(metrics["train_loss"]) and metrics["skipped_samples"] == 0
+    # the library rule: a bin averages its members' valid values; a pixel with no valid member is NaN (invalid)
+    binning = SpectralBinning.from_wavelengths([f"b{i}" for i in range(4)], [500.0, 510.0, 900.0, 910.0], 2)
+    raster = RasterSample(
+        np.array([[[1.0, 2.0]], [[np.nan, 4.0]], [[np.nan, 6.0]], [[np.nan, -1.0]]], dtype=np.float32),
+        [f"b{i}" for i in range(4)], -1.0, None, None, [],
+    )  # fmt: skip
+    binned = binning.apply(raster).array  # (2, 1, 2)
+    np.testing.assert_allclose(binned[0, 0], [1.0, 3.0])
+    assert np.isnan(binned[1, 0, 0]) and binned[1, 0, 1] == 6.0

@@ -59,16 +59,21 @@ def random_resized_crop_window(
     return (height - crop_height) // 2, (width - crop_width) // 2, crop_height, crop_width
 
 
+def valid_value_mask(array: np.ndarray, nodata: float | None) -> np.ndarray:
+    """(C, H, W) -> (C, H, W) bool: True where the value is finite and differs from `nodata`."""
+    valid = np.ones(array.shape, dtype=bool)
+    if np.issubdtype(array.dtype, np.floating):
+        valid &= np.isfinite(array)
+    if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
+        valid &= array != nodata
+        if np.issubdtype(array.dtype, np.floating) and abs(nodata) <= np.finfo(np.float32).max:
+            valid &= array != float(np.float32(nodata))  # a float32 file's nodata, widened
+    return valid
+
+
 def valid_pixel_mask(array: np.ndarray, nodata: float | None) -> np.ndarray:
     """(C, H, W) -> (H, W) bool: True where every band is finite and differs from `nodata` (the processor's rule)."""
-    valid = np.ones(array.shape[1:], dtype=bool)
-    if np.issubdtype(array.dtype, np.floating):
-        valid &= np.isfinite(array).all(axis=0)
-    if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
-        valid &= (array != nodata).all(axis=0)
-        if np.issubdtype(array.dtype, np.floating) and abs(nodata) <= np.finfo(np.float32).max:
-            valid &= (array != float(np.float32(nodata))).all(axis=0)  # a float32 file's nodata, widened
-    return valid
+    return valid_value_mask(array, nodata).all(axis=0)
 
 
 @dataclass(frozen=True)
@@ -126,7 +131,9 @@ class SpectralBinning:
         return cls(tuple(names), members, bin_names, tuple(centres), tuple(widths))
 
     def apply(self, raster: RasterSample) -> RasterSample:
-        """(C_in, H, W) -> (C', H, W) float32: each bin the mean of its bands; NaN (invalid) where any member is.
+        """(C_in, H, W) -> (C', H, W) float32: each bin the mean of its members' valid values (finite, not nodata);
+        NaN (invalid) where none of its members is valid. Bad bands (water absorption stored as NaN or nodata) thus
+        do not invalidate the pixels of a bin that has good bands too.
 
         Raises:
             ValueError: the raster lacks one of `source_band_names`.
@@ -139,9 +146,12 @@ class SpectralBinning:
             )
         positions = [raster.band_names.index(name) for name in self.source_band_names]
         array = raster.array[positions]  # (C_in, H, W)
-        valid = valid_pixel_mask(array, raster.nodata)  # (H, W)
-        values = np.stack([array[list(group)].astype(np.float32).mean(axis=0) for group in self.members])
-        values[:, ~valid] = np.nan
+        valid = valid_value_mask(array, raster.nodata)  # (C_in, H, W)
+        values = np.where(valid, array.astype(np.float32), np.float32(0.0))
+        sums = np.stack([values[list(group)].sum(axis=0) for group in self.members])  # (C', H, W)
+        counts = np.stack([valid[list(group)].sum(axis=0) for group in self.members])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            values = np.where(counts > 0, sums / np.maximum(counts, 1), np.float32(np.nan)).astype(np.float32)
         return dataclasses.replace(
             raster,
             array=values,
@@ -380,4 +390,5 @@ __all__ = [
     "SpectralBinning",
     "random_resized_crop_window",
     "valid_pixel_mask",
+    "valid_value_mask",
 ]
