@@ -243,6 +243,45 @@ class S2MAETrainer(Trainer):
             )
         super()._issue_warnings_after_load(load_result)
 
+    def train(self, *args: Any, **kwargs: Any) -> Any:
+        """`Trainer.train`, refusing a run that trained nothing: Trainer stops at step 0 without an error when the
+        training data yields no batch (a stream whose every sample was rejected as nodata, an empty filter), and the
+        script would then save the untrained model as its result.
+
+        Raises:
+            RuntimeError: no optimisation step ran although steps were asked for.
+        """
+        output = super().train(*args, **kwargs)
+        done, planned = self.state.global_step, self.state.max_steps
+        if planned > 0 and done == 0:
+            raise RuntimeError(
+                "No training step ran: the training data yielded no batch (every sample rejected, e.g. all nodata "
+                "or fewer valid pixels than --min_valid_fraction, or an empty split / filter). Check the data, the "
+                "nodata value and --min_valid_fraction; nothing was saved."
+            )
+        if 0 < done < planned:
+            logger.warning(
+                "Training ended at step %d of %d (the training data ran out, or a callback stopped it).", done, planned
+            )
+        return output
+
+    def evaluation_loop(self, dataloader: Any, description: str, *args: Any, **kwargs: Any) -> Any:
+        """`Trainer.evaluation_loop`, refusing an evaluation over no sample: Trainer would report metrics without
+        `eval_loss` or scores (an evaluation set whose every sample was rejected, or an empty split), which read as
+        a finished evaluation.
+
+        Raises:
+            ValueError: the evaluation data yielded no sample.
+        """
+        output = super().evaluation_loop(dataloader, description, *args, **kwargs)
+        if output.num_samples == 0:
+            raise ValueError(
+                f"{description}: the evaluation data yielded no sample (every sample rejected, e.g. all nodata or "
+                "fewer valid pixels than --min_valid_fraction, or an empty split). Check the evaluation data, or run "
+                "without it (--eval_strategy no and no --dataset_eval_split / --validation_fraction 0)."
+            )
+        return output
+
     def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
         if self.optimizer is not None:
             return self.optimizer

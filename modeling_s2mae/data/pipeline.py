@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..hyperspectral import DEFAULT_MAX_TOKENS, check_token_budget
 from ..image_processing_s2mae import (
     EUROSAT_BAND_MEAN,
@@ -122,8 +124,12 @@ class SpectralDataArguments:
     skip_bad_files: bool = field(
         default=False, metadata={"help": "Skip unreadable files (counted) instead of failing."}
     )
-    max_train_samples: int | None = field(default=None)
-    max_eval_samples: int | None = field(default=None)
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Train on a seeded random subset of this many local samples."}
+    )
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Evaluate on a seeded random subset of this many local samples."}
+    )
     sensor: str | None = field(
         default=None,
         metadata={
@@ -227,6 +233,10 @@ class SpectralBands:
 
 def _first_raster(args: SpectralDataArguments, records: tuple[RecordSet, list, list] | None) -> Any:
     """The first training sample's `RasterSample` (read now), for `--sensor data`."""
+    if records is not None:
+        if records[1]:
+            return record_to_sample(records[1][0]).raster
+        raise ValueError("--sensor data reads the bands from the first training file, but there is none.")
     for item in statistics_samples(args, records):
         return getattr(item, "raster", item)
     raise ValueError("--sensor data reads the bands from the first training file, but there is none.")
@@ -459,7 +469,20 @@ def local_training_records(
         if labelled and all("label" in record for record in found.records):
             by = "label"
         train, evaluation = split_records(found.records, args.validation_fraction, seed, by=by)
-    return found, list(_first(train, args.max_train_samples)), list(_first(evaluation, args.max_eval_samples))
+    train = _random_subset(train, args.max_train_samples, seed)
+    return found, train, _random_subset(evaluation, args.max_eval_samples, seed + 1)
+
+
+def _random_subset(records: Sequence[Any], count: int | None, seed: int) -> list[Any]:
+    """A reproducible random `count` of `records` in their listed order (all when None or not fewer).
+
+    Listed records are grouped (by class folder, stratified split, scene): their first `count` would be one class or
+    one scene, so `--max_train_samples` / `--max_eval_samples` draw at random instead.
+    """
+    if not count or count >= len(records):
+        return list(records)
+    chosen = torch.randperm(len(records), generator=torch.Generator().manual_seed(seed))[:count]
+    return [records[i] for i in sorted(chosen.tolist())]
 
 
 def make_transforms(
@@ -683,7 +706,10 @@ def statistics_samples(args: SpectralDataArguments, records: tuple[RecordSet, li
     from .hub_format import decode_row
 
     if records is not None:
-        yield from (record_to_sample(record) for record in records[1][: args.statistics_max_samples])
+        # evenly spaced over the list: the records are grouped by class / scene, the first ones are one class only
+        train, count = records[1], min(args.statistics_max_samples, len(records[1]))
+        chosen = sorted({round(i * (len(train) - 1) / max(count - 1, 1)) for i in range(count)})
+        yield from (record_to_sample(train[i]) for i in chosen)
     elif args.benv2_lmdb:
         train = _benv2_split(args, args.dataset_train_split)
         yield from (train[i] for i in range(min(len(train), args.statistics_max_samples)))

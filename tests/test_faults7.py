@@ -1,0 +1,82 @@
+"""Fault hunt 7: the training loop (empty data after filtering, metrics at the edges, resumption)."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import TrainingArguments
+
+from modeling_s2mae import S2MAEConfig, S2MAEForPreTraining
+from modeling_s2mae.data import collate_pixels
+from modeling_s2mae.data.pipeline import SpectralDataArguments, local_training_records, statistics_samples
+from modeling_s2mae.training import S2MAETrainer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from model_tester import TINY_DECODER, TINY_ENCODER  # noqa: E402
+
+
+class _Stream(torch.utils.data.IterableDataset):
+    """A stream of `count` valid 12-band 32 px samples (0: every sample was rejected by the transform)."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(0)
+        for _ in range(self.count):
+            yield {"pixel_values": torch.rand(12, 32, 32, generator=generator), "pixel_mask": torch.ones(32, 32)}
+
+
+def _trainer(tmp_path: Path, train, evaluation=None, **arguments) -> S2MAETrainer:
+    torch.manual_seed(0)
+    model = S2MAEForPreTraining(S2MAEConfig(**TINY_ENCODER, **TINY_DECODER, image_size=32))
+    args = TrainingArguments(
+        output_dir=str(tmp_path), per_device_train_batch_size=2, per_device_eval_batch_size=2, report_to="none",
+        save_strategy="no", eval_strategy="no", use_cpu=True, remove_unused_columns=False,
+        dataloader_pin_memory=False, accelerator_config={"dispatch_batches": False}, **arguments,
+    )  # fmt: skip
+    return S2MAETrainer(
+        model=model, args=args, train_dataset=train, eval_dataset=evaluation, data_collator=collate_pixels
+    )
+
+
+def test_a_stream_whose_every_sample_is_rejected_fails_instead_of_saving_an_untrained_model(tmp_path):
+    trainer = _trainer(tmp_path, _Stream(0), max_steps=3)
+    with pytest.raises(RuntimeError, match="No training step ran"):
+        trainer.train()
+    assert _trainer(tmp_path, _Stream(4), max_steps=3).train().global_step == 3  # a short stream is cycled
+
+
+def test_an_evaluation_set_that_yields_nothing_is_an_error_not_metrics_without_a_loss(tmp_path):
+    trainer = _trainer(tmp_path, _Stream(4), _Stream(0), max_steps=1)
+    with pytest.raises(ValueError, match="yielded no sample"):
+        trainer.evaluate()
+    assert "eval_loss" in _trainer(tmp_path, _Stream(4), _Stream(3), max_steps=1).evaluate()
+
+
+def _classes(records) -> set[str]:
+    return {record["id"].split("/")[0] for record in records}
+
+
+def test_max_samples_and_band_statistics_draw_from_every_class_not_the_first_listed(sample_data):
+    """The stratified split lists the records class by class: `--max_train_samples 2` took both from the first class
+    (a classifier trained on one class), and the band statistics read the first classes only."""
+    seen_train, seen_eval = set(), set()
+    for seed in range(6):
+        args = SpectralDataArguments(
+            train_dir=[str(sample_data / "eurosat_ms")], max_train_samples=2, max_eval_samples=1,
+            validation_fraction=0.4,
+        )  # fmt: skip
+        found, train, evaluation = local_training_records(args, seed, labelled=True)
+        assert len(train) == 2 and len(evaluation) == 1
+        assert [r["id"] for r in local_training_records(args, seed, labelled=True)[1]] == [r["id"] for r in train]
+        seen_train |= _classes(train)
+        seen_eval |= _classes(evaluation)
+    assert seen_train == seen_eval == set(found.classes)
+    args = SpectralDataArguments(train_dir=[str(sample_data / "eurosat_ms")], statistics_max_samples=2)
+    records = local_training_records(args, 0, labelled=True)
+    samples = list(statistics_samples(args, records))
+    assert len(samples) == 2 and {sample.id.split("/")[0] for sample in samples} == set(records[0].classes)
+    args.statistics_max_samples = 100
+    assert len(list(statistics_samples(args, records))) == len(records[1])
