@@ -576,7 +576,7 @@ def _map_style(
     """Map-style training data over records or samples."""
     return TrainingData(
         train=SampleDataset(train, train_transform),
-        evaluation=SampleDataset(evaluation, eval_transform) if evaluation else None,
+        evaluation=SampleDataset(evaluation, eval_transform, deterministic=True) if evaluation else None,
         train_transform=train_transform,
         eval_transform=eval_transform,
         problem_type=problem_type,

@@ -42,20 +42,27 @@ class SampleDataset(torch.utils.data.Dataset):
             of `Sample`s (e.g. `BigEarthNetV2`).
         transform: The `SampleTransform`.
         max_redraws: How many other samples to try before giving up on an index.
+        deterministic: Draw replacements (and any random crop) from a generator seeded by the index, not from torch's
+            global one: index i is then the same sample at every evaluation, so evaluations compare, and reading
+            the set does not move the training's random state. For evaluation sets.
     """
 
-    def __init__(self, items: Sequence[Any], transform: SampleTransform, max_redraws: int = 50) -> None:
+    def __init__(
+        self, items: Sequence[Any], transform: SampleTransform, max_redraws: int = 50, deterministic: bool = False
+    ) -> None:
         if len(items) == 0:
             raise ValueError("No samples: the dataset folder, scene list or split is empty.")
         self.items = items
         self.transform = transform
         self.max_redraws = max_redraws
+        self.deterministic = deterministic
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        rng = random.Random(int(torch.randint(0, 2**62, (1,)).item()))
+        seed = index if self.deterministic else int(torch.randint(0, 2**62, (1,)).item())
+        rng = random.Random(seed)
         tried = []
         for _ in range(self.max_redraws + 1):
             sample = as_sample(self.items[index], index)
