@@ -29,6 +29,7 @@ from modeling_s2mae.modeling_s2mae_dense import S2MAEForChangeDetection
 from modeling_s2mae.training import (
     DenseModelArguments,
     S2MAETrainer,
+    check_metric_for_best_model,
     check_resume_compatible,
     end_run,
     find_resume_checkpoint,
@@ -105,6 +106,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if evaluation_set is None:
         training_args.eval_strategy = "no"
     metrics_fn = SegmentationMetrics(["no change", "change"], ignore_index=IGNORE_INDEX, change_class=1)
+    check_metric_for_best_model(training_args, metrics_fn.metric_names)
     trainer = S2MAETrainer(
         model=model, args=training_args,
         train_dataset=DenseRecordDataset(train, ChangeDetectionTransform(processor, augment=data_args.augment)),

@@ -51,6 +51,7 @@ from modeling_s2mae.training import (
     SkippedSamplesCallback,
     build_config,
     check_checkpoint_labels,
+    check_metric_for_best_model,
     check_model_name_or_path,
     check_resume_compatible,
     end_run,
@@ -198,6 +199,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     record_run_settings(training_args.output_dir, settings, resuming=bool(resume))
     multi_label = data.problem_type == MULTI_LABEL
     compute_metrics = MultiLabelMetrics(data.class_names) if multi_label else accuracy_metrics
+    check_metric_for_best_model(training_args, MultiLabelMetrics.metric_names if multi_label else ["accuracy"])
     skipped = SkippedSamplesCallback(data.train_transform, data.eval_transform)
     trainer = S2MAETrainer(
         model=model,

@@ -55,6 +55,7 @@ from modeling_s2mae.training import (
     S2MAETrainer,
     SkippedSamplesCallback,
     build_config,
+    check_metric_for_best_model,
     check_model_name_or_path,
     check_resume_compatible,
     end_run,
@@ -280,6 +281,7 @@ def main(argv: list[str] | None = None) -> dict:
         training_args.accelerator_config.dispatch_batches = False
     if data.evaluation is None:
         training_args.eval_strategy = "no"
+    check_metric_for_best_model(training_args, [])  # pretraining evaluates its loss only
 
     skipped = SkippedSamplesCallback(data.train_transform, data.eval_transform)
     ids_file = str(Path(training_args.output_dir) / "sample_ids") if data_args.record_sample_ids else None

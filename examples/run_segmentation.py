@@ -42,6 +42,7 @@ from modeling_s2mae.modeling_s2mae_dense import S2MAEForSemanticSegmentation
 from modeling_s2mae.training import (
     DenseModelArguments,
     S2MAETrainer,
+    check_metric_for_best_model,
     check_resume_compatible,
     end_run,
     find_resume_checkpoint,
@@ -174,6 +175,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if evaluation_set is None:
         training_args.eval_strategy = "no"
     metrics_fn = SegmentationMetrics(names, ignore_index=IGNORE_INDEX)
+    check_metric_for_best_model(training_args, metrics_fn.metric_names)
     trainer = S2MAETrainer(
         model=model, args=training_args, train_dataset=DenseRecordDataset(train, train_transform),
         eval_dataset=evaluation_set, data_collator=collate_dense, processing_class=processor,

@@ -82,6 +82,9 @@ class MultiLabelMetrics:
             )
         return {"micro_map": micro, "macro_map": macro, "macro_map_num_classes": int(np.sum(~np.isnan(per_class)))}
 
+    metric_names: tuple[str, ...] = ("micro_map", "macro_map", "macro_map_num_classes")
+    """The metrics a call returns (Trainer prefixes them with "eval_")."""
+
     @property
     def classes_without_positives(self) -> list[str]:
         """Classes left out of the last macro mAP because the evaluation set holds no positive of them."""
@@ -198,6 +201,15 @@ class SegmentationMetrics:
         self.confusion = np.zeros((len(self.class_names),) * 2, dtype=np.int64)
         self.per_class_iou: dict[str, float | None] = {}
         self._pending = False
+
+    @property
+    def metric_names(self) -> list[str]:
+        """The metrics a final call can return (Trainer prefixes them with "eval_"); `iou_<class>` only when the class
+        is present or predicted."""
+        names = ["mean_iou", "overall_accuracy", *(f"iou_{name}" for name in self.class_names)]
+        if self.change_class is not None:
+            names += [f"change_{key}" for key in ("precision", "recall", "f1", "iou")]
+        return names
 
     def _add(self, prediction: EvalPrediction) -> None:
         predicted = np.asarray(_logits(prediction))

@@ -495,6 +495,29 @@ def prepare_training_arguments(training_args: Any) -> None:
     training_args.dataloader_pin_memory = torch.cuda.is_available()
 
 
+def check_metric_for_best_model(args: Any, metric_names: Iterable[str]) -> None:
+    """Refuse, before training, a `--metric_for_best_model` that the run's evaluation does not report: Trainer finds
+    out at the first evaluation (a KeyError), after `eval_steps` of training and before that step's checkpoint is
+    saved, so the work is lost.
+
+    Args:
+        args: The `TrainingArguments` (after the script set `eval_strategy`).
+        metric_names: The metrics the run's evaluation reports, without the "eval_" prefix ("loss" is always one).
+
+    Raises:
+        ValueError: naming the metric and the ones the run reports.
+    """
+    metric = args.metric_for_best_model
+    if metric is None or str(getattr(args.eval_strategy, "value", args.eval_strategy)) == "no":
+        return
+    names = ["loss", *metric_names]
+    if metric.removeprefix("eval_") not in names:
+        raise ValueError(
+            f"--metric_for_best_model {metric} is not a metric this run's evaluation reports; choose one of "
+            f"{names} (with or without the eval_ prefix)."
+        )
+
+
 def check_finite_loss(metrics: Mapping[str, Any], key: str = "eval_loss") -> None:
     """Raise when `metrics[key]` is NaN or infinite: the run diverged."""
     value = metrics.get(key)
@@ -725,6 +748,7 @@ __all__ = [
     "build_config",
     "check_checkpoint_labels",
     "check_finite_loss",
+    "check_metric_for_best_model",
     "check_model_name_or_path",
     "check_training_arguments",
     "end_run",

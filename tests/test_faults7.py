@@ -21,10 +21,11 @@ from modeling_s2mae.data.raster import EUROSAT_MS_BANDS, RasterSample
 from modeling_s2mae.data.samples import Sample
 from modeling_s2mae.data.training import SampleDataset
 from modeling_s2mae.data.transforms import SampleTransform
-from modeling_s2mae.training import S2MAETrainer
+from modeling_s2mae.metrics import MultiLabelMetrics, SegmentationMetrics
+from modeling_s2mae.training import S2MAETrainer, check_metric_for_best_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from model_tester import TINY_DECODER, TINY_ENCODER  # noqa: E402
+from model_tester import TINY_DECODER, TINY_ENCODER, tiny_overrides  # noqa: E402
 
 
 class _Stream(torch.utils.data.IterableDataset):
@@ -130,3 +131,27 @@ def test_an_evaluation_set_is_the_same_samples_at_every_evaluation(sample_data):
     )
     data = build_datasets(args, S2MAEImageProcessor(size=32, scaling="minmax"), seed=0, with_labels=True)
     assert data.evaluation.deterministic and not data.train.deterministic
+
+
+def test_a_metric_for_best_model_the_run_does_not_report_fails_before_training(tmp_path, sample_data):
+    """Trainer raised a KeyError at the first evaluation, after eval_steps of training and before saving them."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+    import run_classification
+
+    argv = [
+        "--train_dir", str(sample_data / "eurosat_ms"), "--config_overrides", tiny_overrides(decoder=False),
+        "--image_size", "32", "--output_dir", str(tmp_path / "run"), "--max_steps", "2", "--eval_strategy", "steps",
+        "--eval_steps", "1", "--save_steps", "1", "--load_best_model_at_end", "--report_to", "none",
+        "--validation_fraction", "0.4", "--metric_for_best_model", "micro_map",
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match=r"micro_map is not a metric .* \['loss', 'accuracy'\]"):
+        run_classification.main(argv)
+    assert not list((tmp_path / "run").glob("checkpoint-*"))
+    args = TrainingArguments(output_dir=str(tmp_path), eval_strategy="steps", metric_for_best_model="eval_macro_map")
+    check_metric_for_best_model(args, MultiLabelMetrics.metric_names)  # with the prefix, a reported metric
+    check_metric_for_best_model(TrainingArguments(output_dir=str(tmp_path), metric_for_best_model="x"), [])  # no eval
+    with pytest.raises(ValueError, match="iou_water"):
+        check_metric_for_best_model(
+            TrainingArguments(output_dir=str(tmp_path), eval_strategy="epoch", metric_for_best_model="accuracy"),
+            SegmentationMetrics(["forest", "water"], change_class=1).metric_names,
+        )
