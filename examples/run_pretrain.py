@@ -202,12 +202,23 @@ def probe_callback(data_args: DataArguments, processor, seed: int) -> ProbeCallb
         train_dir=data_args.probe_train_dir, scene_paths=data_args.probe_scene_paths,
         label_rasters=data_args.probe_label_raster, tile_size=data_args.probe_tile_size, seed=seed,
     )  # fmt: skip
+    if not train or not test:
+        raise ValueError(
+            f"The k-NN probe set splits into {len(train)} train / {len(test)} test samples: both need some. Give "
+            "--probe_train_dir at least 2 samples per class (a class with one sample goes to train only), or more "
+            "labelled tiles with --probe_scene_paths."
+        )
+    k = data_args.probe_k
+    if k > len(train):
+        logger.warning("--probe_k %d is more than the %d probe train samples: the probe uses k=%d.", k, len(train),
+                       len(train))  # fmt: skip
+        k = len(train)
     transform = SampleTransform(processor, min_valid_fraction=0.0, with_labels=True)
     logger.info("k-NN probe every %d steps on %d / %d labelled samples.", data_args.probe_every_n_steps,
                 len(train), len(test))  # fmt: skip
     return ProbeCallback(
         SampleDataset(train, transform), SampleDataset(test, transform), data_args.probe_every_n_steps,
-        k=data_args.probe_k,
+        k=k,
     )  # fmt: skip
 
 

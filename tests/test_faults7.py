@@ -155,3 +155,21 @@ def test_a_metric_for_best_model_the_run_does_not_report_fails_before_training(t
             TrainingArguments(output_dir=str(tmp_path), eval_strategy="epoch", metric_for_best_model="accuracy"),
             SegmentationMetrics(["forest", "water"], change_class=1).metric_names,
         )
+
+
+def test_a_probe_set_too_small_to_split_is_named_and_k_fits_the_probe_set(tmp_path, sample_data):
+    """One tile per class: the probe's test split was empty and failed with "the dataset folder ... is empty"."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+    import run_pretrain
+
+    for name in ("AnnualCrop", "Forest"):
+        (tmp_path / "one" / name).mkdir(parents=True)
+        (tmp_path / "one" / name / f"{name}_1.tif").write_bytes(
+            (sample_data / "eurosat_ms" / name / f"{name}_1.tif").read_bytes()
+        )
+    processor = S2MAEImageProcessor(size=32, scaling="minmax")
+    args = run_pretrain.DataArguments(train_dir=["x"], probe_train_dir=str(tmp_path / "one"), probe_k=10)
+    with pytest.raises(ValueError, match="0 test samples.*at least 2 samples per class"):
+        run_pretrain.probe_callback(args, processor, seed=0)
+    args.probe_train_dir = str(sample_data / "eurosat_ms")
+    assert run_pretrain.probe_callback(args, processor, seed=0).k == 4  # the 4 probe train samples, not 10
