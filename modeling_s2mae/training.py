@@ -490,6 +490,12 @@ def prepare_training_arguments(training_args: Any) -> None:
         ValueError: as `check_training_arguments`.
     """
     check_training_arguments(training_args)
+    if training_args.load_best_model_at_end and training_args.save_total_limit == 1:
+        logger.warning(
+            "--save_total_limit 1 with --load_best_model_at_end: at the end Trainer deletes the last checkpoint and "
+            "keeps the best one, so a later run with this --output_dir resumes from the best step, not the last. "
+            "Use --save_total_limit 2 to keep both."
+        )
     training_args.remove_unused_columns = False
     training_args.ddp_find_unused_parameters = False
     training_args.dataloader_pin_memory = torch.cuda.is_available()

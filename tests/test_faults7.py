@@ -22,7 +22,7 @@ from modeling_s2mae.data.samples import Sample
 from modeling_s2mae.data.training import SampleDataset
 from modeling_s2mae.data.transforms import SampleTransform
 from modeling_s2mae.metrics import MultiLabelMetrics, SegmentationMetrics
-from modeling_s2mae.training import S2MAETrainer, check_metric_for_best_model
+from modeling_s2mae.training import S2MAETrainer, check_metric_for_best_model, prepare_training_arguments
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from model_tester import TINY_DECODER, TINY_ENCODER, tiny_overrides  # noqa: E402
@@ -173,3 +173,13 @@ def test_a_probe_set_too_small_to_split_is_named_and_k_fits_the_probe_set(tmp_pa
         run_pretrain.probe_callback(args, processor, seed=0)
     args.probe_train_dir = str(sample_data / "eurosat_ms")
     assert run_pretrain.probe_callback(args, processor, seed=0).k == 4  # the 4 probe train samples, not 10
+
+
+def test_keeping_one_checkpoint_with_the_best_model_warns_that_resuming_starts_from_the_best(tmp_path, caplog):
+    args = TrainingArguments(
+        output_dir=str(tmp_path), eval_strategy="steps", save_strategy="steps", load_best_model_at_end=True,
+        save_total_limit=1,
+    )  # fmt: skip
+    with caplog.at_level("WARNING", logger="modeling_s2mae.training"):
+        prepare_training_arguments(args)
+    assert "resumes from the best step, not the last" in caplog.text
