@@ -55,48 +55,36 @@ fi
 
 start=$(date +%s)
 status=0
-checks=("${PYTHON}" benchmarks/gpu_checks.py --device cuda)
-if [[ "${DRY_RUN}" == 1 ]]; then
-    echo "timeout ${CHECKS_LIMIT_S} ${checks[*]}"
-else
-    echo "=== correctness checks"
-    if ! timeout "${CHECKS_LIMIT_S}" "${checks[@]}" 2>&1 | tee "${OUT_DIR}/checks.log"; then
-        echo "gpu.sh: a correctness check failed or ran past ${CHECKS_LIMIT_S} s (see ${OUT_DIR}/checks.log)" >&2
+
+# run_limited NAME LIMIT_S COMMAND...: print it (dry run), or run it under a time limit, logging to NAME.log; a
+# failure or a timeout marks the whole run failed but lets the next runs go on
+run_limited() {
+    local name="$1" limit="$2"
+    shift 2
+    if [[ "${DRY_RUN}" == 1 ]]; then
+        echo "timeout ${limit} $*"
+        return
+    fi
+    echo "=== ${name} ($(($(date +%s) - start)) s elapsed)"
+    if ! timeout "${limit}" "$@" 2>&1 | tee "${OUT_DIR}/${name}.log"; then
+        echo "gpu.sh: ${name} failed or ran past ${limit} s (see ${OUT_DIR}/${name}.log)" >&2
         status=1
     fi
-fi
+}
+
+run_limited checks "${CHECKS_LIMIT_S}" "${PYTHON}" benchmarks/gpu_checks.py --device cuda
 for size in ${SIZES}; do
     for task in pretraining inference; do
         name="${size}-${task}"
-        command=(
-            "${PYTHON}" -m benchmarks.bench_model
-            --device cuda --dtype bfloat16 --attn-implementation sdpa --sdpa-backend flash
-            --sizes "${size}" --tasks "${task}" --modes ${MODES}
-            --batch-size "${BATCH_SIZE}" --steps "${STEPS}" --warmup "${WARMUP}" --rounds "${ROUNDS}"
+        run_limited "${name}" "${RUN_LIMIT_S}" "${PYTHON}" -m benchmarks.bench_model \
+            --device cuda --dtype bfloat16 --attn-implementation sdpa --sdpa-backend flash \
+            --sizes "${size}" --tasks "${task}" --modes ${MODES} \
+            --batch-size "${BATCH_SIZE}" --steps "${STEPS}" --warmup "${WARMUP}" --rounds "${ROUNDS}" \
             --json "${OUT_DIR}/${name}.json" "${PEAK_ARGS[@]}"
-        )
-        if [[ "${DRY_RUN}" == 1 ]]; then
-            echo "timeout ${RUN_LIMIT_S} ${command[*]}"
-            continue
-        fi
-        echo "=== ${name} ($(($(date +%s) - start)) s elapsed)"
-        if ! timeout "${RUN_LIMIT_S}" "${command[@]}" 2>&1 | tee "${OUT_DIR}/${name}.log"; then
-            echo "gpu.sh: ${name} failed or ran past ${RUN_LIMIT_S} s (see ${OUT_DIR}/${name}.log)" >&2
-            status=1
-        fi
     done
 done
-
-attention=("${PYTHON}" benchmarks/bench_attention.py --device cuda --dtype bfloat16 --sizes ${SIZES} --batch-size "${BATCH_SIZE}")
-if [[ "${DRY_RUN}" == 1 ]]; then
-    echo "timeout ${ATTENTION_LIMIT_S} ${attention[*]}"
-else
-    echo "=== attention kernels ($(($(date +%s) - start)) s elapsed)"
-    if ! timeout "${ATTENTION_LIMIT_S}" "${attention[@]}" 2>&1 | tee "${OUT_DIR}/attention.log"; then
-        echo "gpu.sh: the attention benchmark failed or ran past ${ATTENTION_LIMIT_S} s" >&2
-        status=1
-    fi
-fi
+run_limited attention "${ATTENTION_LIMIT_S}" "${PYTHON}" benchmarks/bench_attention.py --device cuda --dtype bfloat16 \
+    --sizes ${SIZES} --batch-size "${BATCH_SIZE}"
 
 if [[ "${DRY_RUN}" == 0 ]]; then
     echo "=== done in $(($(date +%s) - start)) s; tables:"

@@ -7,9 +7,13 @@ overrides for what they exercise, rather than spelling out sizes of their own.
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from affine import Affine
 
 from modeling_s2mae.configuration_s2mae import S2MAEConfig
+from modeling_s2mae.data import EUROSAT_MS_BANDS, RasterSample
+from modeling_s2mae.data.samples import Sample
 from modeling_s2mae.image_processing_s2mae import S2MAEImageProcessor
 from modeling_s2mae.modeling_s2mae import S2MAEForPreTraining
 
@@ -81,3 +85,22 @@ def save_tiny_pretraining_checkpoint(path: Path) -> Path:
     S2MAEForPreTraining(config).save_pretrained(path)
     S2MAEImageProcessor.from_model_config(config).save_pretrained(path)
     return path
+
+
+def half_nodata_samples(count: int, distinct: bool = False) -> list[Sample]:
+    """`count` 13-band 8 x 8 EuroSAT-MS samples with nodata 0: even-numbered ones valid (value 100, or 100 + i when
+    `distinct`), odd-numbered ones all nodata (rejected by the transform)."""
+    return [
+        Sample(
+            id=f"s{i}",
+            raster=RasterSample(
+                array=np.full((13, 8, 8), (100 + i if distinct else 100) if i % 2 == 0 else 0, np.uint16),
+                band_names=list(EUROSAT_MS_BANDS),
+                nodata=0,
+                transform=Affine.identity(),
+                crs=None,
+                source=[f"s{i}"],
+            ),
+        )
+        for i in range(count)
+    ]

@@ -1,5 +1,6 @@
 """The model benchmark runs, and it compares S2MAE with a VideoMAE configured alike."""
 
+import contextlib
 import importlib.util
 import json
 import subprocess
@@ -20,14 +21,23 @@ def bench_model():
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_model.py"
-    spec = importlib.util.spec_from_file_location("bench_model", path)
+    with benchmark_script("bench_model") as module:
+        yield module
+    torch.set_num_threads(threads)
+
+
+@contextlib.contextmanager
+def benchmark_script(name: str):
+    """benchmarks/<name>.py loaded as a module (benchmarks/ is a folder of scripts, not a package)."""
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
-    torch.set_num_threads(threads)
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        del sys.modules[spec.name]
 
 
 def tiny_config() -> S2MAEConfig:
@@ -147,12 +157,7 @@ def test_gpu_script_is_valid_bash_and_lists_its_runs():
 
 
 def test_attention_benchmark_times_every_cpu_kernel_at_the_model_shapes(bench_model, capsys):
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_attention.py"
-    spec = importlib.util.spec_from_file_location("bench_attention", path)
-    bench_attention = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bench_attention
-    try:
-        spec.loader.exec_module(bench_attention)
+    with benchmark_script("bench_attention") as bench_attention:
         shapes = bench_attention.model_attention_shapes("vit-s", batch_size=1, mask_ratio=0.9)
         assert [(s.heads, s.tokens, s.head_dim) for s in shapes] == [(6, 1024, 64), (6, 102, 64), (16, 1024, 32)]
         decoder = shapes[2]
@@ -160,8 +165,6 @@ def test_attention_benchmark_times_every_cpu_kernel_at_the_model_shapes(bench_mo
         assert decoder.flops(training=True) == 3.5 * decoder.flops(training=False)
         argv = ["--sizes", "vit-s", "--batch-size", "1", "--repeats", "1", "--dtype", "float32", "--threads", "1"]
         rows = bench_attention.main(argv)
-    finally:
-        del sys.modules[spec.name]
     assert len(rows) == 3 * 2 * 2  # shapes x (inference, training) x (flash, math)
     assert {row["kernel"] for row in rows} == {"flash", "math"}
     assert all(row["ms"] > 0 and 0 < row["peak_share"] for row in rows)
@@ -169,12 +172,7 @@ def test_attention_benchmark_times_every_cpu_kernel_at_the_model_shapes(bench_mo
 
 
 def test_gpu_checks_pass_on_cpu_and_fail_on_a_wrong_attention_kernel(monkeypatch, capsys):
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_checks.py"
-    spec = importlib.util.spec_from_file_location("gpu_checks", path)
-    gpu_checks = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = gpu_checks
-    try:
-        spec.loader.exec_module(gpu_checks)
+    with benchmark_script("gpu_checks") as gpu_checks:
         argv = ["--device", "cpu", "--image-size", "16", "--checks", "attention", "bf16", "export"]
         results = gpu_checks.main(argv)
         names = [name for name, _, _ in results]
@@ -189,7 +187,5 @@ def test_gpu_checks_pass_on_cpu_and_fail_on_a_wrong_attention_kernel(monkeypatch
 
         monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", shifted_sdpa)
         results = gpu_checks.main(["--device", "cpu", "--image-size", "16", "--checks", "attention"])
-    finally:
-        del sys.modules[spec.name]
     assert results and not any(passed for _, passed, _ in results)
     assert "FAIL  attention sdpa[flash] vs eager" in capsys.readouterr().out

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 from affine import Affine
+from model_tester import half_nodata_samples
 
 from modeling_s2mae import S2MAEImageProcessor
 from modeling_s2mae.data import bigearthnet_folder, collect_records, detect_layout, eurosat_folder
 from modeling_s2mae.data.hub_format import MULTI_LABEL, SINGLE_LABEL, row_to_sample, sample_to_row
-from modeling_s2mae.data.raster import EUROSAT_MS_BANDS, RasterNotFoundError, RasterSample
-from modeling_s2mae.data.samples import Sample
+from modeling_s2mae.data.raster import RasterNotFoundError, RasterSample
 from modeling_s2mae.data.training import SampleDataset, collate_pixels, split_records
 from modeling_s2mae.data.transforms import SampleTransform
 
@@ -129,28 +129,9 @@ def test_hub_rows_with_labels_outside_the_class_list_are_named(problem_type: str
     assert good.label == 2 if problem_type == SINGLE_LABEL else good.labels == [1, 0, 1]
 
 
-def _samples(count: int) -> list[Sample]:
-    """Even-numbered samples are valid, odd ones all nodata (rejected by the transform)."""
-    array = np.full((13, 8, 8), 100, np.uint16)
-    return [
-        Sample(
-            id=f"s{i}",
-            raster=RasterSample(
-                array=array if i % 2 == 0 else np.zeros_like(array),
-                band_names=list(EUROSAT_MS_BANDS),
-                nodata=0,
-                transform=Affine.identity(),
-                crs=None,
-                source=[f"s{i}"],
-            ),
-        )  # fmt: skip
-        for i in range(count)
-    ]
-
-
 def test_skip_counts_include_the_dataloader_workers() -> None:
     transform = SampleTransform(S2MAEImageProcessor(size=8), min_valid_fraction=0.5)
-    dataset = SampleDataset(_samples(8), transform, max_redraws=200)
+    dataset = SampleDataset(half_nodata_samples(8), transform, max_redraws=200)
     torch.manual_seed(0)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=4, num_workers=2, collate_fn=collate_pixels, multiprocessing_context="fork"

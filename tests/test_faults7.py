@@ -3,10 +3,8 @@
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from affine import Affine
 from transformers import TrainingArguments
 
 from modeling_s2mae import S2MAEConfig, S2MAEForPreTraining, S2MAEImageProcessor
@@ -17,15 +15,13 @@ from modeling_s2mae.data.pipeline import (
     local_training_records,
     statistics_samples,
 )
-from modeling_s2mae.data.raster import EUROSAT_MS_BANDS, RasterSample
-from modeling_s2mae.data.samples import Sample
 from modeling_s2mae.data.training import SampleDataset
 from modeling_s2mae.data.transforms import SampleTransform
 from modeling_s2mae.metrics import MultiLabelMetrics, SegmentationMetrics
 from modeling_s2mae.training import S2MAETrainer, check_metric_for_best_model, prepare_training_arguments
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from model_tester import TINY_DECODER, TINY_ENCODER, tiny_overrides  # noqa: E402
+from model_tester import TINY_DECODER, TINY_ENCODER, half_nodata_samples, tiny_overrides  # noqa: E402
 
 
 class _Stream(torch.utils.data.IterableDataset):
@@ -94,31 +90,13 @@ def test_max_samples_and_band_statistics_draw_from_every_class_not_the_first_lis
     assert len(list(statistics_samples(args, records))) == len(records[1])
 
 
-def _half_nodata_samples(count: int) -> list[Sample]:
-    """Even-numbered samples are valid (each its own value), odd ones all nodata (rejected by the transform)."""
-    return [
-        Sample(
-            id=f"s{i}",
-            raster=RasterSample(
-                array=np.full((13, 8, 8), 100 + i if i % 2 == 0 else 0, np.uint16),
-                band_names=list(EUROSAT_MS_BANDS),
-                nodata=0,
-                transform=Affine.identity(),
-                crs=None,
-                source=[f"s{i}"],
-            ),
-        )  # fmt: skip
-        for i in range(count)
-    ]
-
-
 def test_an_evaluation_set_is_the_same_samples_at_every_evaluation(sample_data):
     """A rejected evaluation sample was replaced by one drawn from torch's global generator: each evaluation scored
     another multiset of samples (metrics that do not compare, a best checkpoint chosen on noise), and evaluating
     moved the training's random state."""
     processor = S2MAEImageProcessor(size=8, scaling="reflectance")
     transform = SampleTransform(processor, min_valid_fraction=0.5)
-    evaluation = SampleDataset(_half_nodata_samples(40), transform, deterministic=True)
+    evaluation = SampleDataset(half_nodata_samples(distinct=True, count=40), transform, deterministic=True)
     torch.manual_seed(0)
     state = torch.get_rng_state()
     first = [evaluation[i]["pixel_values"] for i in range(1, 40, 2)]
